@@ -1,0 +1,60 @@
+"""What every action of the assistant shares."""
+
+from __future__ import annotations
+
+import abc
+import logging
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.knowledge import Knowledge, Reply, get_knowledge
+
+logger = logging.getLogger(__name__)
+
+EventList = List[Dict[Text, Any]]
+
+
+def say(dispatcher: CollectingDispatcher, reply: Reply) -> None:
+    """Sends ``reply`` with its quick-reply buttons."""
+    buttons = [button.as_dict() for button in reply.buttons]
+    dispatcher.utter_message(text=reply.text, buttons=buttons)
+
+
+def latest_intent(tracker: Tracker) -> tuple[Optional[str], float]:
+    """The name and confidence of the intent of the visitor's latest message."""
+    intent = (tracker.latest_message or {}).get("intent") or {}
+    return intent.get("name"), float(intent.get("confidence") or 0.0)
+
+
+def latest_text(tracker: Tracker) -> str:
+    """The visitor's latest message as typed (or the payload of the button clicked)."""
+    return str((tracker.latest_message or {}).get("text") or "")
+
+
+class ClinicAction(Action, abc.ABC):
+    """An action that always answers.
+
+    Subclasses implement :meth:`respond`. If it raises, the visitor gets an apology with the clinic's
+    phone number instead of silence, and the error is logged with the conversation id (never the
+    visitor's text, which may hold personal data).
+    """
+
+    @property
+    def knowledge(self) -> Knowledge:
+        """The knowledge loaded at start-up."""
+        return get_knowledge()
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
+        try:
+            return await self.respond(dispatcher, tracker, domain)
+        except Exception:  # noqa: BLE001 - the visitor must get an answer whatever failed
+            logger.exception("Action %s failed in conversation %s", self.name(), tracker.sender_id)
+            dispatcher.messages.clear()
+            dispatcher.utter_message(text=self.knowledge.error_text)
+            return []
+
+    @abc.abstractmethod
+    async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
+        """Sends the action's messages and returns its events."""

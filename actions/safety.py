@@ -1,0 +1,44 @@
+"""Emergency and crisis routing, which takes priority over everything else.
+
+:func:`classify` is the keyword safety net (patterns from ``knowledge/safety.yml``); the NLU pipeline
+runs it on every message (``components/safety_net.py``) so that a red flag is routed even when the
+trained classifier misses it. :class:`ActionSafety` gives the reply and ends any form in progress.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Text
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import ActiveLoop, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.base import ClinicAction, EventList, latest_intent, say
+from actions.knowledge import Knowledge, Reply
+
+EMERGENCY_INTENT = "emergency"
+CRISIS_INTENT = "crisis"
+SAFETY_INTENTS = (EMERGENCY_INTENT, CRISIS_INTENT)
+
+
+def classify(text: str, knowledge: Knowledge) -> Optional[str]:
+    """``crisis`` or ``emergency`` if ``text`` matches a safety pattern (crisis first), else None."""
+    if any(pattern.search(text) for pattern in knowledge.crisis_patterns):
+        return CRISIS_INTENT
+    if any(pattern.search(text) for pattern in knowledge.emergency_patterns):
+        return EMERGENCY_INTENT
+    return None
+
+
+class ActionSafety(ClinicAction):
+    """Routes an emergency to 911 and a crisis to 988 and 911, ending any form in progress."""
+
+    def name(self) -> Text:
+        return "action_safety"
+
+    async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
+        intent, _ = latest_intent(tracker)
+        text = self.knowledge.crisis_text if intent == CRISIS_INTENT else self.knowledge.emergency_text
+        say(dispatcher, Reply(text))
+        # Whatever was in progress (a consultation request) ends here.
+        return [ActiveLoop(None), SlotSet("requested_slot", None)]

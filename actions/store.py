@@ -1,0 +1,165 @@
+"""The ``consultation_requests`` table, in the same database as Rasa's tracker store.
+
+The database is the one the endpoints file's ``tracker_store`` names (SQLite by default, PostgreSQL
+when configured), or ``CLINIC_DB_URL`` when set. The table is created if missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import IntegrityError
+
+from actions import settings
+
+STATUSES = ("new", "contacted", "closed")
+
+metadata = sa.MetaData()
+consultation_requests = sa.Table(
+    "consultation_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # One key per request: the same request confirmed twice is stored once.
+    sa.Column("request_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("conversation_id", sa.String(255), nullable=False, index=True),
+    sa.Column("name", sa.String(120), nullable=False),
+    sa.Column("phone", sa.String(20), nullable=False),
+    sa.Column("callback_time", sa.String(300), nullable=False),
+    sa.Column("email", sa.String(254)),
+    sa.Column("reason", sa.String(1000)),
+    sa.Column("status", sa.String(16), nullable=False, default="new", index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("status_changed_at", sa.DateTime(timezone=True)),
+    sa.Column("status_changed_by", sa.String(120)),
+)
+
+
+class ConfigError(Exception):
+    """The database settings cannot be used."""
+
+
+@dataclass(frozen=True)
+class ConsultationRequest:
+    """A confirmed request, as the visitor gave it (phone in E.164 form)."""
+
+    request_key: str
+    conversation_id: str
+    name: str
+    phone: str
+    callback_time: str
+    email: Optional[str] = None
+    reason: Optional[str] = None
+
+
+_ENV = re.compile(r"\$\{([^}:]+)\}")
+
+
+def _substitute_env(value: Any, path: Path) -> Any:
+    if isinstance(value, str):
+        def replace(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return os.environ[name]
+        return _ENV.sub(replace, value)
+    if isinstance(value, dict):
+        return {key: _substitute_env(item, path) for key, item in value.items()}
+    return value
+
+
+def url_from_tracker_store(config: Mapping[str, Any], base: Path) -> URL:
+    """The SQLAlchemy URL of a Rasa ``SQL`` tracker-store configuration.
+
+    Args:
+        config: the ``tracker_store`` section of an endpoints file.
+        base: the folder a relative SQLite path is relative to (where Rasa runs).
+    """
+    if str(config.get("type", "")).upper() != "SQL":
+        raise ConfigError("the tracker store must be of type SQL to hold consultation requests")
+    dialect = str(config.get("dialect") or "sqlite")
+    database = str(config.get("db") or "rasa.db")
+    if dialect == "sqlite":
+        path = Path(database)
+        return URL.create("sqlite", database=str(path if path.is_absolute() else base / path))
+    port = config.get("port")
+    return URL.create(
+        dialect,
+        username=config.get("username"),
+        password=config.get("password"),
+        host=config.get("url"),
+        port=int(port) if port else None,
+        database=database,
+        query=config.get("query") or {},
+    )
+
+
+def database_url() -> URL | str:
+    """The database for consultation requests: ``CLINIC_DB_URL``, else the endpoints' tracker store."""
+    override = os.environ.get("CLINIC_DB_URL")
+    if override:
+        return override
+    path = settings.endpoints_file()
+    try:
+        endpoints = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error})") from None
+    tracker_store = endpoints.get("tracker_store")
+    if not isinstance(tracker_store, dict):
+        raise ConfigError(f"{path}: no tracker_store section")
+    return url_from_tracker_store(_substitute_env(tracker_store, path), settings.PROJECT_ROOT)
+
+
+class RequestStore:
+    """Reads and writes consultation requests."""
+
+    def __init__(self, url: URL | str) -> None:
+        self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+
+    def create_table(self) -> None:
+        """Creates the table and its indexes if they do not exist."""
+        metadata.create_all(self.engine)
+
+    def save(self, request: ConsultationRequest) -> bool:
+        """Stores ``request``; False if a request with the same key is already stored."""
+        row = {**request.__dict__, "status": "new", "created_at": dt.datetime.now(dt.timezone.utc)}
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(consultation_requests.insert().values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    def list(self, status: Optional[str] = None, limit: int = 100) -> List[Dict[str, Any]]:
+        """The newest requests first, optionally only those with ``status``."""
+        query = sa.select(consultation_requests).order_by(consultation_requests.c.created_at.desc(),
+                                                         consultation_requests.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(consultation_requests.c.status == status)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def find(self, conversation_id: str) -> List[Dict[str, Any]]:
+        """The requests made in one conversation, oldest first."""
+        query = (sa.select(consultation_requests)
+                 .where(consultation_requests.c.conversation_id == conversation_id)
+                 .order_by(consultation_requests.c.id))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def set_status(self, request_id: int, status: str, changed_by: str) -> bool:
+        """Changes a request's status, recording who and when; False if there is no such request."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        update = (consultation_requests.update().where(consultation_requests.c.id == request_id)
+                  .values(status=status, status_changed_by=changed_by,
+                          status_changed_at=dt.datetime.now(dt.timezone.utc)))
+        with self.engine.begin() as connection:
+            return connection.execute(update).rowcount == 1
