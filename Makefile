@@ -1,0 +1,83 @@
+# The two commands of the README: `make run` and `make test`. Everything else is set up on demand:
+# the Python 3.10 virtualenv, the project's spaCy pipeline and the trained model are rebuilt only
+# when what they are made from has changed.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+RASA := $(VENV)/bin/rasa
+MODEL := models/clinic.tar.gz
+SPACY := build/spacy_en
+
+# Rasa 3.6 needs Python 3.10. Use $(PYTHON) if given, else the first python3.10 found.
+PYTHON ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do \
+	if "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1; then echo "$$p"; break; fi; done)
+
+export PYTHONPATH := $(CURDIR)
+export RASA_TELEMETRY_ENABLED := false
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONWARNINGS := ignore::DeprecationWarning
+
+NLU_DATA := $(wildcard data/*.yml)
+MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard components/*.py)
+
+.PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe requests clean
+
+help:
+	@echo "make run    set up what is missing, train if needed, start the assistant (Ctrl-C stops it)"
+	@echo "make test   validate the data, train if needed, run the story tests and the pytest suite"
+	@echo "make crossval / probe / requests / clean: see the README"
+
+$(VENV)/.installed: requirements.txt
+	@if [ -z "$(PYTHON)" ]; then echo "Python 3.10 is required (Rasa 3.6 refuses 3.11): install it, or run make PYTHON=/path/to/python3.10" >&2; exit 1; fi
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip<24.1"
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+setup: $(VENV)/.installed $(SPACY)/meta.json
+
+$(SPACY)/meta.json: $(VENV)/.installed knowledge/topics.yml actions/knowledge.py scripts/build_spacy_pipeline.py
+	rm -rf $(SPACY)
+	$(PY) scripts/build_spacy_pipeline.py $(SPACY)
+
+$(MODEL): $(VENV)/.installed $(MODEL_INPUTS)
+	$(RASA) train --force --fixed-model-name clinic --out models
+
+model: $(MODEL)
+
+run: $(MODEL)
+	$(PY) scripts/serve.py
+
+validate: $(VENV)/.installed
+	$(RASA) data validate --fail-on-warnings
+
+test-stories: $(MODEL)
+	$(RASA) test core --model $(MODEL) --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
+
+test-unit: setup
+	$(PY) -m pytest tests -m "not e2e"
+
+test-e2e: $(MODEL)
+	$(PY) -m pytest tests -m e2e
+
+test: validate $(MODEL)
+	$(MAKE) --no-print-directory test-stories
+	$(PY) -m pytest tests
+
+# Generalisation of the NLU model: 5-fold cross-validation on data/nlu.yml (about 12 minutes).
+crossval: setup
+	$(RASA) test nlu --nlu data/nlu.yml --cross-validation --folds 5 --out results/crossval
+
+# The trained model on phrasings it never saw (tests/data/nlu_probe.yml).
+probe: $(MODEL)
+	$(RASA) test nlu --model $(MODEL) --nlu tests/data/nlu_probe.yml --out results/probe
+
+requests: $(VENV)/.installed
+	$(PY) -m actions.requests $(ARGS)
+
+clean:
+	rm -rf models build results .pytest_cache
