@@ -1,0 +1,113 @@
+"""Starts the real action server and Rasa server for end-to-end tests, on free local ports, with a
+fresh SQLite database for conversations and consultation requests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "models" / "clinic.tar.gz"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Servers:
+    """The assistant's two servers, as ``make run`` starts them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.db = folder / "conversations.db"
+        self.action_port = free_port()
+        self.rasa_port = free_port()
+        self.endpoints = folder / "endpoints.yml"
+        self.endpoints.write_text(
+            f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
+            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.db}\n")
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CLINIC_ENDPOINTS": str(self.endpoints),
+                    "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.env.pop("CLINIC_DB_URL", None)
+        self.processes: Dict[str, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    def start(self) -> "Servers":
+        if not MODEL.exists():
+            raise RuntimeError(f"{MODEL} is missing: run `make model` first")
+        self._start("actions", [sys.executable, "-m", "actions", "--port", str(self.action_port)])
+        self._start_rasa()
+        self._wait(f"http://127.0.0.1:{self.action_port}/health", "actions")
+        self._wait(self.url + "/", "rasa")
+        return self
+
+    def _start_rasa(self) -> None:
+        self._start("rasa", [str(Path(sys.executable).parent / "rasa"), "run", "--model", str(MODEL),
+                             "--endpoints", str(self.endpoints), "--credentials", str(ROOT / "credentials.yml"),
+                             "--interface", "127.0.0.1", "--port", str(self.rasa_port)])
+
+    def _start(self, name: str, command: List[str]) -> None:
+        log = open(self.folder / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def _wait(self, url: str, name: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes[name].poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{self.log(name)[-3000:]}")
+            try:
+                if requests.get(url, timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"{name} did not start within {timeout} s:\n{self.log(name)[-3000:]}")
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def stop(self, name: Optional[str] = None) -> None:
+        for key in [name] if name else list(self.processes):
+            process = self.processes.pop(key)
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def restart_rasa(self) -> None:
+        self.stop("rasa")
+        self._start_rasa()
+        self._wait(self.url + "/", "rasa")
+
+
+class Visitor:
+    """A visitor talking to the REST channel with a long random id."""
+
+    def __init__(self, servers: Servers) -> None:
+        self.servers = servers
+        self.sender = uuid.uuid4().hex
+
+    def say(self, text: str) -> List[Dict[str, Any]]:
+        response = requests.post(f"{self.servers.url}/webhooks/rest/webhook",
+                                 json={"sender": self.sender, "message": text}, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def says(self, text: str) -> str:
+        """Everything the assistant answered to ``text``, as one string."""
+        return "\n".join(message.get("text") or "" for message in self.say(text))

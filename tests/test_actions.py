@@ -1,0 +1,117 @@
+"""The answer, fallback, session-start and safety actions, run as the action server runs them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from rasa_sdk.events import ActiveLoop, SessionStarted, SlotSet
+
+from actions.answers import ActionAnswer, ActionFallback, ActionSessionStart
+from actions.knowledge import REQUIRED_REPLY_INTENTS
+from actions.safety import ActionSafety
+
+from tests.conftest import make_tracker, texts
+from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
+
+
+def run(action, dispatcher, tracker, domain):
+    return asyncio.run(action.run(dispatcher, tracker, domain))
+
+
+@pytest.mark.parametrize("topic", sorted(TOPIC_PHRASES))
+def test_every_article_topic_is_answered_from_the_article_with_next_steps(knowledge, dispatcher, domain, topic):
+    intent = knowledge.topics[topic].intent
+    run(ActionAnswer(), dispatcher, make_tracker(intent, "question"), domain)
+    [message] = dispatcher.messages
+    assert contains_all(message["text"], TOPIC_PHRASES[topic]), message["text"]
+    assert PHONE in message["text"]
+    assert message["buttons"], "a topical answer offers related topics"
+    assert all(button["payload"].startswith("/") for button in message["buttons"])
+
+
+@pytest.mark.parametrize("therapy", sorted(THERAPY_PHRASES))
+def test_each_treatment_is_answered_when_named_by_the_entity(knowledge, dispatcher, domain, therapy):
+    synonym = knowledge.therapies[therapy].synonyms[-1]
+    tracker = make_tracker("ask_treatment", "does it help?", entities=[{"entity": "therapy", "value": synonym}])
+    events = run(ActionAnswer(), dispatcher, tracker, domain)
+    [message] = dispatcher.messages
+    assert contains_all(message["text"], THERAPY_PHRASES[therapy]), message["text"]
+    assert events == [SlotSet("therapy", therapy)]
+
+
+def test_a_treatment_button_payload_is_answered(knowledge, dispatcher, domain):
+    tracker = make_tracker("ask_treatment", '/ask_treatment{"therapy":"biofeedback"}',
+                           entities=[{"entity": "therapy", "value": "biofeedback"}])
+    run(ActionAnswer(), dispatcher, tracker, domain)
+    assert contains_all(texts(dispatcher)[0], THERAPY_PHRASES["biofeedback"])
+
+
+def test_a_misspelt_treatment_the_entity_ruler_missed_is_still_answered(dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("ask_treatment", "would hydro-therapy or aquatic therapy help"), domain)
+    assert contains_all(texts(dispatcher)[0], THERAPY_PHRASES["water_therapy"])
+
+
+def test_a_treatment_question_naming_none_gets_the_overview_with_treatment_buttons(knowledge, dispatcher, domain):
+    events = run(ActionAnswer(), dispatcher, make_tracker("ask_treatment", "how is it treated"), domain)
+    [message] = dispatcher.messages
+    assert contains_all(message["text"], TOPIC_PHRASES["treatments"])
+    titles = [button["title"] for button in message["buttons"]]
+    assert "Physical therapy" in titles and "Water therapy" in titles
+    assert events == []
+
+
+@pytest.mark.parametrize("intent", REQUIRED_REPLY_INTENTS)
+def test_conversation_intents_get_their_reply(knowledge, dispatcher, domain, intent):
+    run(ActionAnswer(), dispatcher, make_tracker(intent, "..."), domain)
+    assert texts(dispatcher) == [knowledge.replies[intent].text]
+
+
+@pytest.mark.parametrize("intent", ["medical_advice", "request_human", "ask_insurance", "ask_cost", "ask_hours",
+                                    "bot_challenge", "out_of_scope"])
+def test_what_the_assistant_cannot_do_is_said_honestly_with_the_phone(dispatcher, domain, intent):
+    run(ActionAnswer(), dispatcher, make_tracker(intent, "..."), domain)
+    assert PHONE in texts(dispatcher)[0]
+
+
+def test_medical_advice_is_refused_never_answered(dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", "can I stop my meds"), domain)
+    assert "can't give medical advice" in texts(dispatcher)[0]
+
+
+def test_an_unknown_intent_gets_the_fallback(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("nlu_fallback", "blorp"), domain)
+    assert texts(dispatcher) == [knowledge.fallback.text]
+
+
+def test_the_fallback_says_what_it_can_do_and_gives_the_phone(dispatcher, domain):
+    run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "asdf"), domain)
+    [message] = dispatcher.messages
+    assert PHONE in message["text"] and "fibromyalgia" in message["text"]
+    assert {"title": "Request a consultation", "payload": "/request_consultation"} in message["buttons"]
+
+
+def test_a_conversation_starts_with_the_disclaimer_once(knowledge, dispatcher, domain):
+    events = run(ActionSessionStart(), dispatcher, make_tracker(), domain)
+    assert texts(dispatcher) == [knowledge.disclaimer]
+    assert "not a doctor" in knowledge.disclaimer
+    assert events[0] == SessionStarted() and events[-1]["name"] == "action_listen"
+
+
+@pytest.mark.parametrize("intent, must", [("emergency", ["911", "emergency room"]), ("crisis", ["988", "911"])])
+def test_safety_routes_and_ends_any_form(dispatcher, domain, intent, must):
+    tracker = make_tracker(intent, "...", active_loop="consultation_form", slots={"requested_slot": "phone"})
+    events = run(ActionSafety(), dispatcher, tracker, domain)
+    assert contains_all(texts(dispatcher)[0], must)
+    assert ActiveLoop(None) in events and SlotSet("requested_slot", None) in events
+
+
+def test_a_failing_action_apologises_with_the_phone_instead_of_going_silent(monkeypatch, dispatcher, domain):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("actions.answers.therapy_asked", broken)
+    events = run(ActionAnswer(), dispatcher, make_tracker("ask_treatment", "PT?"), domain)
+    assert events == []
+    [text] = texts(dispatcher)
+    assert "went wrong" in text and PHONE in text and "boom" not in text

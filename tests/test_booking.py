@@ -1,0 +1,224 @@
+"""The consultation form: validators, the validation action's decisions, the summary, submission."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+from rasa_sdk.events import ActiveLoop, SlotSet
+
+from actions import booking
+from actions.booking import (ActionAskConfirmed, ActionCancelConsultation, ActionSubmitConsultation,
+                             ValidateConsultationForm, clean_name, display_phone, find_email, free_text, is_skip,
+                             normalise_phone)
+from actions.store import RequestStore
+
+from tests.conftest import make_tracker, texts
+from tests.expectations import PHONE
+
+FORM = "consultation_form"
+
+
+def run(action, dispatcher, tracker, domain):
+    return asyncio.run(action.run(dispatcher, tracker, domain))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("(310) 555-0134", "+13105550134"), ("310.555.0134", "+13105550134"), ("+1 310 555 0134", "+13105550134"),
+    ("3105550134", "+13105550134"), ("1-310-555-0134", "+13105550134"), ("my cell is 310 555 0134 thanks", "+13105550134"),
+    ("(424)555-9876", "+14245559876"),
+])
+def test_us_phone_numbers_are_accepted_and_normalised(text, expected):
+    assert normalise_phone(text) == expected
+    assert display_phone(expected) == f"({expected[2:5]}) {expected[5:8]}-{expected[8:]}"
+
+
+@pytest.mark.parametrize("text", ["555-0134", "12345", "call me", "(010) 555-0134", "310 055 0134", "310555013",
+                                  "31055501345", "+44 20 7946 0958", ""])
+def test_other_numbers_are_refused(text):
+    assert normalise_phone(text) is None
+
+
+@pytest.mark.parametrize("text, expected", [("Maria@Example.com", "maria@example.com"),
+                                            ("it's j.doe+clinic@mail.co.uk", "j.doe+clinic@mail.co.uk"),
+                                            ("no email", None), ("maria@example", None)])
+def test_emails(text, expected):
+    assert find_email(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Maria Lopez", "Maria Lopez"), ("my name is maria lopez", "Maria Lopez"), ("I'm José", "José"),
+    ("Mary-Ann O'Neil", "Mary-Ann O'Neil"), ("it's Dr. Smith", "Dr. Smith"),
+    ("hi", None), ("what is fibromyalgia", None), ("does PT help?", None), ("12345", None),
+    ("I have been in pain for years and I want to know more", None),
+])
+def test_names(text, expected):
+    assert clean_name(text) == expected
+
+
+@pytest.mark.parametrize("text, skip", [("skip", True), ("no thanks", True), ("none", True), ("N/A", True),
+                                        ("I'd rather not", True), ("back pain", False)])
+def test_optional_questions_can_be_skipped(text, skip):
+    assert is_skip(text) is skip
+
+
+def test_free_text_answers_are_kept_but_questions_are_not():
+    assert free_text("  weekday   mornings ") == "weekday mornings"
+    assert free_text("what is water therapy?") is None
+    assert free_text("x") is None
+
+
+def form_tracker(requested, text, intent="nlu_fallback", confidence=0.9, slots=None, after=(), **kwargs):
+    """The tracker the validation action gets: Rasa appends the form's own execution to the events."""
+    events = [{"event": "user", "text": text}, *({"event": "action", "name": name} for name in after),
+              {"event": "action", "name": FORM}]
+    return make_tracker(intent, text, confidence=confidence, active_loop=FORM, latest_action=FORM,
+                        slots={"requested_slot": requested, **(slots or {})}, events=events, **kwargs)
+
+
+def test_a_valid_answer_fills_the_requested_field(dispatcher, domain):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("phone", "310.555.0134"), domain)
+    assert SlotSet("phone", "+13105550134") in events
+    assert dispatcher.messages == []
+
+
+@pytest.mark.parametrize("intent, text", [("ask_treatment", "what is water therapy?"),
+                                          ("medical_advice", "how much ibuprofen can I take?"),
+                                          ("stop", "cancel"), ("emergency", "I can't feel my legs"),
+                                          ("crisis", "I want to die")])
+def test_a_message_that_is_not_an_answer_is_left_to_the_rules(dispatcher, domain, intent, text):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("phone", text, intent=intent), domain)
+    assert events == []  # nothing extracted: the form is rejected and the intent's rule runs
+    assert dispatcher.messages == []
+
+
+def test_an_emergency_wins_even_when_the_text_could_be_an_answer(dispatcher, domain):
+    tracker = form_tracker("reason", "I lost control of my bladder", intent="emergency", confidence=1.0)
+    assert run(ValidateConsultationForm(), dispatcher, tracker, domain) == []
+
+
+def test_a_bad_answer_is_asked_again_and_the_second_failure_offers_the_phone(knowledge, dispatcher, domain):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("phone", "555"), domain)
+    assert SlotSet("phone", None) in events and SlotSet("booking_failures", 1) in events
+    assert texts(dispatcher) == [knowledge.booking["fields"]["phone"]["retry"]]
+    dispatcher.messages.clear()
+    events = run(ValidateConsultationForm(), dispatcher,
+                 form_tracker("phone", "five five five", slots={"booking_failures": 1}), domain)
+    assert SlotSet("booking_failures", 2) in events
+    [text] = texts(dispatcher)
+    assert "US phone number" in text and PHONE in text and "cancel" in text
+
+
+def test_nothing_is_read_when_the_form_resumes_after_an_answer(dispatcher, domain):
+    tracker = form_tracker("phone", "3105550134", intent="ask_contact", after=["action_answer"])
+    assert run(ValidateConsultationForm(), dispatcher, tracker, domain) == []
+
+
+FILLED = {"name": "Maria Lopez", "phone": "+13105550134", "callback_time": "weekday mornings",
+          "email": "skipped", "reason": "back pain"}
+
+
+def test_the_summary_shows_every_detail_and_asks_to_confirm(dispatcher, domain):
+    run(ActionAskConfirmed(), dispatcher, make_tracker(slots=FILLED), domain)
+    [message] = dispatcher.messages
+    for part in ("Maria Lopez", "(310) 555-0134", "weekday mornings", "(not given)", "back pain"):
+        assert part in message["text"]
+    assert [b["payload"] for b in message["buttons"]] == ["/affirm", "/deny"]
+
+
+def confirm(text, intent, slots=None, entities=()):
+    return form_tracker("confirmed", text, intent=intent, slots={**FILLED, **(slots or {})}, entities=entities)
+
+
+def test_yes_at_the_summary_confirms(dispatcher, domain):
+    events = run(ValidateConsultationForm(), dispatcher, confirm("yes", "affirm"), domain)
+    assert SlotSet("confirmed", True) in events
+
+
+def test_a_correction_at_the_summary_replaces_the_value_and_shows_the_summary_again(dispatcher, domain):
+    events = run(ValidateConsultationForm(), dispatcher, confirm("no, my number is (424) 555-9876", "deny"), domain)
+    assert SlotSet("phone", "+14245559876") in events and SlotSet("confirmed", None) in events
+    events = run(ValidateConsultationForm(), dispatcher, confirm("actually my name is Ana Ruiz", "deny"), domain)
+    assert SlotSet("name", "Ana Ruiz") in events
+
+
+def test_no_at_the_summary_asks_which_detail_then_asks_for_it_again(dispatcher, domain):
+    events = run(ValidateConsultationForm(), dispatcher, confirm("no", "deny"), domain)
+    assert SlotSet("booking_changing", True) in events and SlotSet("confirmed", None) in events
+    run(ActionAskConfirmed(), dispatcher, make_tracker(slots={**FILLED, "booking_changing": True}), domain)
+    [message] = dispatcher.messages
+    assert '/deny{"booking_field":"callback_time"}' in [b["payload"] for b in message["buttons"]]
+    tracker = confirm("/deny", "deny", slots={"booking_changing": True},
+                      entities=[{"entity": "booking_field", "value": "callback_time"}])
+    events = run(ValidateConsultationForm(), dispatcher, tracker, domain)
+    assert SlotSet("callback_time", None) in events and SlotSet("booking_changing", False) in events
+
+
+def test_a_typed_change_request_clears_that_detail(dispatcher, domain):
+    events = run(ValidateConsultationForm(), dispatcher, confirm("I need to change the email", "deny"), domain)
+    assert SlotSet("email", None) in events
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'conversations.db'}"
+    monkeypatch.setenv("CLINIC_DB_URL", url)
+    monkeypatch.setattr(ActionSubmitConsultation, "_store", None)
+    return url
+
+
+def submitted(events_at=1700000000.0, sender="conv-1"):
+    events = [{"event": "active_loop", "name": FORM, "timestamp": events_at}]
+    return make_tracker("affirm", "yes", slots={**FILLED, "confirmed": True}, events=events, sender_id=sender)
+
+
+def test_a_confirmed_request_is_stored_once_and_confirmed_to_the_visitor(sqlite_url, dispatcher, domain):
+    events = run(ActionSubmitConsultation(), dispatcher, submitted(), domain)
+    run(ActionSubmitConsultation(), dispatcher, submitted(), domain)  # confirmed twice
+    rows = RequestStore(sqlite_url).find("conv-1")
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["name"], row["phone"], row["email"], row["reason"], row["status"]) == \
+        ("Maria Lopez", "+13105550134", None, "back pain", "new")
+    assert row["created_at"] is not None
+    text = texts(dispatcher)[0]
+    assert "Maria Lopez" in text and "(310) 555-0134" in text and PHONE in text
+    assert SlotSet("phone", None) in events  # ready for another request
+
+
+def test_a_second_request_in_the_same_conversation_is_a_new_row(sqlite_url, dispatcher, domain):
+    run(ActionSubmitConsultation(), dispatcher, submitted(1.0), domain)
+    run(ActionSubmitConsultation(), dispatcher, submitted(2.0), domain)
+    assert len(RequestStore(sqlite_url).find("conv-1")) == 2
+
+
+def test_a_failed_write_tells_the_visitor_to_call_and_is_logged(tmp_path, monkeypatch, dispatcher, domain, caplog):
+    monkeypatch.setenv("CLINIC_DB_URL", f"sqlite:///{tmp_path / 'missing-folder' / 'x.db'}")
+    monkeypatch.setattr(ActionSubmitConsultation, "_store", None)
+    run(ActionSubmitConsultation(), dispatcher, submitted(), domain)
+    [text] = texts(dispatcher)
+    assert "couldn't save" in text and PHONE in text
+    assert "Could not save the consultation request of conversation conv-1" in caplog.text
+    assert "Maria" not in caplog.text and "3105550134" not in caplog.text
+
+
+def test_cancel_ends_the_form_saves_nothing_and_offers_the_phone(sqlite_url, dispatcher, domain):
+    tracker = form_tracker("phone", "never mind", intent="stop", slots={"name": "Maria"})
+    events = run(ActionCancelConsultation(), dispatcher, tracker, domain)
+    assert ActiveLoop(None) in events and SlotSet("name", None) in events
+    assert PHONE in texts(dispatcher)[0]
+    engine = sa.create_engine(sqlite_url)
+    assert not sa.inspect(engine).has_table("consultation_requests")
+
+
+def test_interrupting_intents_match_the_rules(domain):
+    """Every intent the form steps aside for has a rule answering it during the form."""
+    import yaml
+
+    from tests.conftest import ROOT
+    rules = yaml.safe_load((ROOT / "data" / "rules.yml").read_text())["rules"]
+    in_form = {rule["steps"][0]["intent"] for rule in rules
+               if rule.get("condition") == [{"active_loop": FORM}] and "intent" in rule["steps"][0]
+               and rule["steps"][1]["action"] == "action_answer"}
+    assert in_form == set(booking.ANSWERED_IN_FORM)

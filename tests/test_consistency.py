@@ -1,0 +1,39 @@
+"""The domain, the training data, the rules, the knowledge and the actions agree with each other."""
+
+from __future__ import annotations
+
+import yaml
+from rasa_sdk.executor import ActionExecutor
+
+from actions.booking import ANSWERED_IN_FORM
+from tests.conftest import ROOT
+
+
+def load(name):
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def test_every_domain_intent_has_training_examples_and_vice_versa(domain):
+    trained = {item["intent"] for item in load("data/nlu.yml")["nlu"] if "intent" in item}
+    assert trained == set(domain["intents"])
+
+
+def test_every_intent_has_a_rule(domain):
+    ruled = {step["intent"] for rule in load("data/rules.yml")["rules"] for step in rule["steps"] if "intent" in step}
+    assert set(domain["intents"]) <= ruled
+
+
+def test_every_topic_and_reply_intent_is_in_the_domain(knowledge, domain):
+    answered = {topic.intent for topic in knowledge.topics.values()} | set(knowledge.replies)
+    assert answered <= set(domain["intents"])
+    assert set(ANSWERED_IN_FORM) <= answered
+
+
+def test_every_domain_action_is_served_by_the_action_server(domain):
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    assert set(domain["actions"]) <= set(executor.actions)
+
+
+def test_the_domain_holds_no_answer_texts(domain):
+    assert not domain.get("responses")

@@ -1,0 +1,156 @@
+"""End to end: the real Rasa and action servers over the REST channel, with a real SQLite database."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
+from tests.servers import Servers, Visitor
+
+pytestmark = pytest.mark.e2e
+
+QUESTIONS = {
+    "what_is_fibromyalgia": "what exactly is fibromyalgia?",
+    "symptoms": "what are the typical symptoms of fibro",
+    "causes": "what causes fibromyalgia",
+    "who_gets_it": "is fibromyalgia more common in women?",
+    "related_conditions": "is fibromyalgia linked to depression and insomnia",
+    "back_pain": "does fibromyalgia cause back pain",
+    "treatments": "what treatments are there for fibromyalgia back pain",
+    "combined_approach": "can different treatments be combined",
+    "surgery": "is surgery ever used for fibromyalgia",
+    "surgery_candidate": "how do I know if I'm a candidate for spine surgery",
+    "clinic": "where is your clinic located",
+    "doctor": "who is the medical director",
+    "contact": "what's your phone number",
+}
+THERAPY_QUESTIONS = {
+    "physical_therapy": "can physio help with fibro back pain?",
+    "gentle_exercise": "is swimming good exercise for fibromyalgia",
+    "medication": "what medications are prescribed for fibromyalgia",
+    "antidepressants": "are antidepressants used to treat fibromyalgia",
+    "sleep_aids": "do sleep aids help with fibromyalgia",
+    "dietary_changes": "would dietary changes help my fibro",
+    "water_therapy": "tell me about aquatic therapy",
+    "biofeedback": "what is biofeedback",
+}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    running = Servers(tmp_path_factory.mktemp("e2e")).start()
+    yield running
+    running.stop()
+
+
+def rows(servers: Servers, sender: str):
+    with sqlite3.connect(servers.db) as connection:
+        connection.row_factory = sqlite3.Row
+        return [dict(row) for row in connection.execute(
+            "select * from consultation_requests where conversation_id = ?", (sender,))]
+
+
+def test_the_first_message_gets_the_disclaimer_and_a_greeting(servers):
+    answer = Visitor(servers).says("hello")
+    assert "not a doctor" in answer and "fibromyalgia" in answer
+
+
+@pytest.mark.parametrize("topic", sorted(QUESTIONS))
+def test_every_topic_is_answered_from_the_article(servers, topic):
+    answer = Visitor(servers).says(QUESTIONS[topic])
+    assert contains_all(answer, TOPIC_PHRASES[topic]), answer
+    assert PHONE in answer
+
+
+@pytest.mark.parametrize("therapy", sorted(THERAPY_QUESTIONS))
+def test_every_treatment_is_answered_from_the_article(servers, therapy):
+    answer = Visitor(servers).says(THERAPY_QUESTIONS[therapy])
+    assert contains_all(answer, THERAPY_PHRASES[therapy]), answer
+
+
+def test_answers_offer_quick_replies_that_work(servers):
+    visitor = Visitor(servers)
+    messages = visitor.say("what is fibromyalgia")
+    buttons = [button for message in messages for button in message.get("buttons", [])]
+    symptoms = next(button for button in buttons if button["title"] == "Symptoms")
+    assert contains_all(visitor.says(symptoms["payload"]), TOPIC_PHRASES["symptoms"])
+
+
+def test_gibberish_gets_the_fallback_with_the_phone(servers):
+    answer = Visitor(servers).says("qwzx vbnm plok")
+    assert PHONE in answer and "fibromyalgia" in answer
+
+
+def test_medical_advice_is_refused(servers):
+    answer = Visitor(servers).says("how many mg of amitriptyline should I take tonight")
+    assert "can't give medical advice" in answer
+
+
+def test_a_visitor_books_a_consultation_with_an_interruption_and_a_bad_phone(servers):
+    visitor = Visitor(servers)
+    assert "name" in visitor.says("I'd like to book a consultation")
+    assert "phone number" in visitor.says("Maria Lopez")
+    assert "doesn't look like a US phone number" in visitor.says("555-01")
+    interrupted = visitor.says("what is biofeedback?")
+    assert "biofeedback" in interrupted.lower() and "phone number" in interrupted  # answered, then resumed
+    assert "good time" in visitor.says("(310) 555-0134")
+    assert "email" in visitor.says("weekday mornings")
+    assert "about" in visitor.says("skip")
+    summary = visitor.says("back pain from fibromyalgia")
+    assert "Maria Lopez" in summary and "(310) 555-0134" in summary and "weekday mornings" in summary
+    corrected = visitor.says("no, my number is 424.555.9876")
+    assert "(424) 555-9876" in corrected
+    done = visitor.says("yes")
+    assert "will call you back" in done and PHONE in done
+    [row] = rows(servers, visitor.sender)
+    assert (row["name"], row["phone"], row["callback_time"], row["email"], row["reason"], row["status"]) == \
+        ("Maria Lopez", "+14245559876", "weekday mornings", None, "back pain from fibromyalgia", "new")
+    visitor.says("yes")  # a second "yes" does not store the request again
+    assert len(rows(servers, visitor.sender)) == 1
+
+
+def test_cancel_in_the_middle_of_the_form_saves_nothing(servers):
+    visitor = Visitor(servers)
+    visitor.says("can I schedule an appointment")
+    visitor.says("Ana Ruiz")
+    answer = visitor.says("never mind, cancel")
+    assert "cancelled" in answer and PHONE in answer
+    assert rows(servers, visitor.sender) == []
+    assert contains_all(visitor.says("what causes fibromyalgia"), TOPIC_PHRASES["causes"])
+
+
+@pytest.mark.parametrize("message, must", [
+    ("hold on, I just lost control of my bowels and my back is on fire", ["911"]),
+    ("honestly I don't see any reason to keep living", ["988", "911"]),
+])
+def test_safety_routing_works_in_the_middle_of_the_form(servers, message, must):
+    visitor = Visitor(servers)
+    visitor.says("I want to request a consultation")
+    visitor.says("Sam Lee")
+    answer = visitor.says(message)
+    assert contains_all(answer, must), answer
+    assert "phone number" not in answer  # the form does not carry on as if nothing happened
+    assert rows(servers, visitor.sender) == []
+
+
+@pytest.mark.parametrize("message, must", [
+    ("my legs went numb and I can't feel my groin", ["911"]),
+    ("I'm thinking about ending my life", ["988", "911"]),
+])
+def test_safety_routing_works_at_any_point(servers, message, must):
+    visitor = Visitor(servers)
+    visitor.says("what is fibromyalgia")
+    assert contains_all(visitor.says(message), must)
+
+
+def test_conversations_are_stored_and_survive_a_restart(servers):
+    visitor = Visitor(servers)
+    visitor.says("I'd like to book a consultation")
+    visitor.says("Lee Chen")
+    servers.restart_rasa()
+    assert "good time" in visitor.says("310-555-0199")  # the form goes on where it was
+    with sqlite3.connect(servers.db) as connection:
+        stored = connection.execute("select count(*) from events where sender_id = ?", (visitor.sender,)).fetchone()[0]
+    assert stored > 5

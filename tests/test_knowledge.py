@@ -1,0 +1,141 @@
+"""The knowledge loader: the real files are complete and correct; broken files are refused clearly."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from actions.knowledge import (REQUIRED_REPLY_INTENTS, REQUIRED_THERAPIES, REQUIRED_TOPICS, KnowledgeError,
+                               load_knowledge)
+
+from tests.conftest import ROOT
+
+SOURCE_ARTICLE = ROOT.parent / "shared" / "source" / "fibromyalgia-treatments-for-back-pain.txt"
+
+
+@pytest.fixture()
+def knowledge_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "knowledge"
+    shutil.copytree(ROOT / "knowledge", folder)
+    return folder
+
+
+def edit_yaml(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def test_every_required_topic_therapy_and_reply_is_there(knowledge):
+    assert set(REQUIRED_TOPICS) <= set(knowledge.topics)
+    assert set(REQUIRED_THERAPIES) <= set(knowledge.therapies)
+    assert set(REQUIRED_REPLY_INTENTS) <= set(knowledge.replies)
+
+
+@pytest.mark.skipif(not SOURCE_ARTICLE.exists(), reason="the shared source folder is not beside the repository")
+def test_the_shipped_article_is_the_clinics_article(knowledge):
+    assert knowledge.article.strip() == SOURCE_ARTICLE.read_text(encoding="utf-8").strip()
+
+
+def test_every_answer_names_its_article_sources(knowledge):
+    for topic in (*knowledge.topics.values(), *knowledge.therapies.values()):
+        assert topic.sources, topic.key
+        assert topic.answer and "{" not in topic.answer, topic.key
+
+
+def test_clinic_facts_are_substituted_everywhere(knowledge):
+    clinic = knowledge.clinic
+    assert clinic.phone == "(310) 828-7757"
+    assert clinic.phone_digits == "3108287757"
+    assert "Santa Monica" in knowledge.topics["clinic"].answer
+    assert "Dr. Hyun Bae" in knowledge.topics["doctor"].answer
+    assert clinic.phone in knowledge.answer(knowledge.topics["symptoms"]).text
+    assert clinic.phone in knowledge.booking["cancelled"]
+
+
+def test_changing_the_phone_in_clinic_yml_changes_every_answer(knowledge_copy):
+    edit_yaml(knowledge_copy / "clinic.yml", lambda data: data.update(phone="(310) 555-0199"))
+    changed = load_knowledge(knowledge_copy)
+    every_text = [changed.answer(t).text for t in (*changed.topics.values(), *changed.therapies.values())]
+    every_text += [reply.text for reply in changed.replies.values()]
+    every_text += [changed.fallback.text, changed.error_text, changed.booking["cancelled"],
+                   changed.booking["save_failed"], changed.booking["submitted"]]
+    assert not any("828-7757" in text for text in every_text)
+    assert all("(310) 555-0199" in changed.answer(t).text for t in changed.topics.values())
+    assert "(310) 555-0199" in changed.topics["contact"].answer
+
+
+@pytest.mark.parametrize("file, change, problem", [
+    ("topics.yml", lambda d: d["topics"].pop("surgery"), r"topics missing: surgery"),
+    ("topics.yml", lambda d: d["therapies"].pop("biofeedback"), r"therapies missing: biofeedback"),
+    ("topics.yml", lambda d: d["topics"]["causes"].update(sources=["Fibromyalgia is caused by gluten."]),
+     r"not in the article"),
+    ("topics.yml", lambda d: d["topics"]["causes"].update(answer="Call {fax}."), r"unknown placeholder \{fax\}"),
+    ("topics.yml", lambda d: d["topics"]["causes"].pop("answer"), r"'topics.causes.answer' is missing"),
+    ("topics.yml", lambda d: d["topics"]["causes"].update(related=["astrology"]), r"names 'astrology'"),
+    ("topics.yml", lambda d: d["therapies"]["biofeedback"].update(synonyms=["PT"]), r"synonym 'pt' names both"),
+    ("replies.yml", lambda d: d["intents"].pop("greet"), r"replies missing for intents: greet"),
+    ("clinic.yml", lambda d: d.update(phone="call us"), r"'phone' must be a US phone number"),
+    ("clinic.yml", lambda d: d["medical_director"].pop("name"), r"'medical_director.name' is missing"),
+    ("safety.yml", lambda d: d["crisis"].update(patterns=["(unclosed"]), r"invalid expression"),
+    ("booking.yml", lambda d: d["fields"].pop("phone"), r"'fields.phone' is missing"),
+])
+def test_a_broken_knowledge_file_is_refused_with_its_name_and_problem(knowledge_copy, file, change, problem):
+    edit_yaml(knowledge_copy / file, change)
+    with pytest.raises(KnowledgeError) as raised:
+        load_knowledge(knowledge_copy)
+    assert raised.value.path == knowledge_copy / file
+    assert re.search(problem, str(raised.value)), str(raised.value)
+
+
+def test_invalid_yaml_and_missing_files_are_refused(knowledge_copy):
+    (knowledge_copy / "replies.yml").write_text("intents: [unclosed\n")
+    with pytest.raises(KnowledgeError, match=r"replies.yml: is not valid YAML"):
+        load_knowledge(knowledge_copy)
+    (knowledge_copy / "article.txt").unlink()
+    with pytest.raises(KnowledgeError, match=r"article.txt: file not found"):
+        load_knowledge(knowledge_copy)
+
+
+@pytest.mark.parametrize("value, key", [
+    ("PT", "physical_therapy"), ("physio", "physical_therapy"), ("physical_therapy", "physical_therapy"),
+    ("Hydrotherapy", "water_therapy"), ("aquatic therapy", "water_therapy"), ("Sleeping Pills", "sleep_aids"),
+    ("SSRIs", "antidepressants"), ("anti-depressant medications", "antidepressants"), ("diet", "dietary_changes"),
+    ("swimming", "gentle_exercise"), ("bio-feedback", "biofeedback"), ("painkillers", "medication"),
+])
+def test_therapy_names_and_synonyms_resolve(knowledge, value, key):
+    assert knowledge.therapy_from_value(value).key == key
+
+
+@pytest.mark.parametrize("text, key", [
+    ("can phisical therapy help my back", "physical_therapy"),
+    ("what is hydro therapy like", "water_therapy"),
+    ("tell me about biofedback", "biofeedback"),
+    ("does swiming help fibro", "gentle_exercise"),
+    ("are anti depressants used", "antidepressants"),
+    ("is water therapy better than walking", "water_therapy"),
+])
+def test_therapies_are_found_in_text_even_misspelt(knowledge, text, key):
+    assert knowledge.therapy_in_text(text).key == key
+
+
+@pytest.mark.parametrize("text", ["how is fibromyalgia treated", "what are my options", "surgery?"])
+def test_no_therapy_is_invented(knowledge, text):
+    assert knowledge.therapy_in_text(text) is None
+
+
+def test_the_action_server_refuses_to_start_on_broken_knowledge(knowledge_copy):
+    edit_yaml(knowledge_copy / "topics.yml", lambda d: d["topics"].pop("doctor"))
+    env = {**os.environ, "CLINIC_KNOWLEDGE_DIR": str(knowledge_copy), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "actions", "--port", "0"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "topics.yml: topics missing: doctor" in result.stderr
+    assert "Traceback" not in result.stderr
