@@ -27,8 +27,17 @@ def free_port() -> int:
 class Servers:
     """The assistant's two servers, as ``make run`` starts them."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, credentials: Optional[Path] = None,
+                 env: Optional[Dict[str, str]] = None) -> None:
+        """Prepares the servers; nothing runs until :meth:`start`.
+
+        Args:
+            folder: where the database, the endpoints file and the servers' logs go.
+            credentials: the Rasa credentials file (default: the project's ``credentials.yml``).
+            env: extra environment variables for both servers.
+        """
         self.folder = folder
+        self.credentials = credentials or ROOT / "credentials.yml"
         self.db = folder / "conversations.db"
         self.action_port = free_port()
         self.rasa_port = free_port()
@@ -37,7 +46,7 @@ class Servers:
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
             f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.db}\n")
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CLINIC_ENDPOINTS": str(self.endpoints),
-                    "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
+                    "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         self.env.pop("CLINIC_DB_URL", None)
         self.processes: Dict[str, subprocess.Popen] = {}
 
@@ -56,7 +65,7 @@ class Servers:
 
     def _start_rasa(self) -> None:
         self._start("rasa", [str(Path(sys.executable).parent / "rasa"), "run", "--model", str(MODEL),
-                             "--endpoints", str(self.endpoints), "--credentials", str(ROOT / "credentials.yml"),
+                             "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
                              "--interface", "127.0.0.1", "--port", str(self.rasa_port)])
 
     def _start(self, name: str, command: List[str]) -> None:
