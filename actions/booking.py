@@ -59,9 +59,13 @@ _NOT_NAMES = {
     "what", "why", "how", "who", "when", "where", "which", "nope", "yeah", "yep", "idk", "skip", "none",
     "fibromyalgia", "fibro", "back pain",
 }
-_SKIP = re.compile(r"^(skip( it| this| that)?|no|nope|none|n/?a|no thanks?|no thank you|i'?d rather not|"
-                   r"rather not|prefer not to say|i don'?t have (one|an? email)|not now|pass|nothing)[.!]*$",
-                   re.IGNORECASE)
+_SKIP = re.compile(
+    r"^(skip|no|nope|nah|none|n/?a|pass|nothing|not now|no thanks?|no thank you|i'?d rather not|rather not|"
+    r"prefer not|(i\s+)?don'?t have (one|an?\s+e-?mail)|no e-?mail|not (needed|necessary))\b", re.IGNORECASE)
+# Plain yes and no at the summary, for when the classifier did not read them as affirm or deny.
+_YES = re.compile(r"^(yes|yeah|yep|yup|sure|correct|right|ok|okay|perfect|confirm(ed)?|send( it)?|"
+                  r"looks (good|right|fine)|all (good|correct)|that'?s (right|correct|fine))\b", re.IGNORECASE)
+_NO = re.compile(r"^(no|nope|nah|wrong|incorrect|not (right|correct)|change)\b", re.IGNORECASE)
 _QUESTION_START = re.compile(
     r"^(what|how|why|who|whom|whose|when|where|which|is|are|does|do|did|can|could|should|would|will|"
     r"may|tell me|explain)\b", re.IGNORECASE)
@@ -103,8 +107,9 @@ def find_email(text: str) -> Optional[str]:
 
 
 def is_skip(text: str) -> bool:
-    """Whether the visitor declines an optional question."""
-    return bool(_SKIP.match((text or "").strip()))
+    """Whether the visitor declines an optional question ("skip", "no thanks", "I don't have one")."""
+    text = (text or "").strip()
+    return len(text.split()) <= 6 and bool(_SKIP.match(text)) and find_email(text) is None
 
 
 def looks_like_question(text: str) -> bool:
@@ -255,6 +260,8 @@ class ValidateConsultationForm(ConsultationFormValidation):
             # Clearing the field makes the form ask for it again, then show the summary again.
             return {field: None, "confirmed": None, CHANGING_SLOT: False, FAILURES_SLOT: 0}
         changing = bool(tracker.get_slot(CHANGING_SLOT))
+        if intent not in ("affirm", "deny"):
+            intent = "affirm" if _YES.match(text.strip()) else "deny" if _NO.match(text.strip()) else intent
         if intent == "affirm":
             # "Yes" at the summary sends; at "which detail?" it goes back to the summary.
             return {"confirmed": None if changing else True, CHANGING_SLOT: False, FAILURES_SLOT: 0}

@@ -58,7 +58,9 @@ def test_names(text, expected):
 
 
 @pytest.mark.parametrize("text, skip", [("skip", True), ("no thanks", True), ("none", True), ("N/A", True),
-                                        ("I'd rather not", True), ("back pain", False)])
+                                        ("I'd rather not", True), ("no email", True), ("I don't have one", True),
+                                        ("nope, skip it", True), ("back pain", False), ("nothing serious, just back pain "
+                                        "that has lasted for years and years", False), ("no: maria@example.com", False)])
 def test_optional_questions_can_be_skipped(text, skip):
     assert is_skip(text) is skip
 
@@ -131,9 +133,16 @@ def confirm(text, intent, slots=None, entities=()):
     return form_tracker("confirmed", text, intent=intent, slots={**FILLED, **(slots or {})}, entities=entities)
 
 
-def test_yes_at_the_summary_confirms(dispatcher, domain):
-    events = run(ValidateConsultationForm(), dispatcher, confirm("yes", "affirm"), domain)
+@pytest.mark.parametrize("text, intent", [("yes", "affirm"), ("looks good", "nlu_fallback"), ("send it", "inform")])
+def test_yes_at_the_summary_confirms(dispatcher, domain, text, intent):
+    events = run(ValidateConsultationForm(), dispatcher, confirm(text, intent), domain)
     assert SlotSet("confirmed", True) in events
+
+
+def test_an_unclear_answer_at_the_summary_is_asked_again(knowledge, dispatcher, domain):
+    events = run(ValidateConsultationForm(), dispatcher, confirm("hmm maybe later", "nlu_fallback"), domain)
+    assert SlotSet("confirmed", None) in events
+    assert texts(dispatcher) == [knowledge.booking["fields"]["confirmed"]["retry"]]
 
 
 def test_a_correction_at_the_summary_replaces_the_value_and_shows_the_summary_again(dispatcher, domain):
