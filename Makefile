@@ -24,7 +24,8 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 NLU_DATA := $(wildcard data/*.yml)
 MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard components/*.py)
 
-.PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe requests clean
+.PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe requests clean \
+	console staff-user retention bench-console
 
 help:
 	@echo "make run    set up what is missing, train if needed, start the assistant (Ctrl-C stops it)"
@@ -78,6 +79,21 @@ probe: $(MODEL)
 
 requests: $(VENV)/.installed
 	$(PY) -m actions.requests $(ARGS)
+
+# The staff console alone (make run starts it too), its accounts, retention and benchmark.
+console: $(VENV)/.installed
+	$(PY) -m console
+
+staff-user: $(VENV)/.installed
+	@if [ -z "$(EMAIL)" ]; then echo 'usage: make staff-user EMAIL=you@clinic.example' >&2; exit 1; fi
+	$(PY) -m console.users create $(EMAIL)
+
+retention: $(VENV)/.installed
+	@if [ -z "$(DAYS)" ]; then echo 'usage: make retention DAYS=180 [ARGS=--dry-run]' >&2; exit 1; fi
+	$(PY) -m console.retention --days $(DAYS) $(ARGS)
+
+bench-console: $(VENV)/.installed
+	$(PY) scripts/bench_console.py $(ARGS)
 
 clean:
 	rm -rf models build results .pytest_cache

@@ -40,6 +40,17 @@ consultation_requests = sa.Table(
     sa.Column("status_changed_at", sa.DateTime(timezone=True)),
     sa.Column("status_changed_by", sa.String(120)),
 )
+# Every status change, oldest first: who changed what and when (the request keeps only the latest).
+consultation_status_history = sa.Table(
+    "consultation_status_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Integer, nullable=False, index=True),
+    sa.Column("old_status", sa.String(16)),
+    sa.Column("new_status", sa.String(16), nullable=False),
+    sa.Column("changed_by", sa.String(120), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
 
 
 class ConfigError(Exception):
@@ -155,11 +166,28 @@ class RequestStore:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def set_status(self, request_id: int, status: str, changed_by: str) -> bool:
-        """Changes a request's status, recording who and when; False if there is no such request."""
+        """Changes a request's status, recording who and when (also in ``consultation_status_history``);
+        False if there is no such request."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        update = (consultation_requests.update().where(consultation_requests.c.id == request_id)
-                  .values(status=status, status_changed_by=changed_by,
-                          status_changed_at=dt.datetime.now(dt.timezone.utc)))
+        now = dt.datetime.now(dt.timezone.utc)
+        row = consultation_requests.c
         with self.engine.begin() as connection:
-            return connection.execute(update).rowcount == 1
+            old = connection.execute(sa.select(row.status).where(row.id == request_id)).scalar()
+            if old is None:
+                return False
+            update = (consultation_requests.update().where(row.id == request_id)
+                      .values(status=status, status_changed_by=changed_by, status_changed_at=now))
+            if connection.execute(update).rowcount != 1:
+                return False
+            connection.execute(consultation_status_history.insert().values(
+                request_id=request_id, old_status=old, new_status=status, changed_by=changed_by, changed_at=now))
+        return True
+
+    def history(self, request_id: int) -> List[Dict[str, Any]]:
+        """A request's status changes, oldest first."""
+        query = (sa.select(consultation_status_history)
+                 .where(consultation_status_history.c.request_id == request_id)
+                 .order_by(consultation_status_history.c.id))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]

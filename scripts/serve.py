@@ -1,11 +1,13 @@
 """Starts the assistant's servers together and stops them together (``make run``).
 
 * the action server (``python -m actions``) on 127.0.0.1:5055;
-* the Rasa server with the REST and socket.io channels on 127.0.0.1:5005, its HTTP API off.
+* the Rasa server with the REST and socket.io channels on 127.0.0.1:5005, its HTTP API off;
+* the staff console (``python -m console``) on 127.0.0.1:8001.
 
 Ctrl-C (or SIGTERM) stops every server; if one of them stops by itself, the others are stopped too
 and the exit status says so. Hosts and ports come from the environment: RASA_HOST, RASA_PORT,
-ACTION_SERVER_HOST, ACTION_SERVER_PORT, and RASA_ENDPOINTS for another endpoints file.
+ACTION_SERVER_HOST, ACTION_SERVER_PORT, CONSOLE_HOST, CONSOLE_PORT, and RASA_ENDPOINTS for another
+endpoints file.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def commands(env: Dict[str, str]) -> Dict[str, List[str]]:
                  "--endpoints", env.get("RASA_ENDPOINTS", "endpoints.yml"),
                  "--credentials", env.get("RASA_CREDENTIALS", "credentials.yml"),
                  "--interface", rasa_host, "--port", env.get("RASA_PORT", "5005")],
+        "console": [sys.executable, "-m", "console",
+                    "--host", env.get("CONSOLE_HOST", "127.0.0.1"),
+                    "--port", env.get("CONSOLE_PORT", "8001")],
     }
 
 
@@ -80,8 +85,9 @@ def main() -> int:
             processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         rasa_url = f"http://{env.get('RASA_HOST', '127.0.0.1')}:{env.get('RASA_PORT', '5005')}"
         if wait_until_up(rasa_url + "/", processes["rasa"], lambda: not interrupted):
+            console_url = f"http://{env.get('CONSOLE_HOST', '127.0.0.1')}:{env.get('CONSOLE_PORT', '8001')}"
             print(f"\nThe assistant is ready. REST channel: {rasa_url}/webhooks/rest/webhook "
-                  f"(socket.io on {rasa_url}). Press Ctrl-C to stop.\n", flush=True)
+                  f"(socket.io on {rasa_url}). Staff console: {console_url}. Press Ctrl-C to stop.\n", flush=True)
         while not interrupted:
             exited = [name for name, process in processes.items() if process.poll() is not None]
             if exited:

@@ -1,0 +1,92 @@
+"""Helpers for the console tests: databases, conversations written as Rasa writes them, signed-in clients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+
+import sqlalchemy as sa
+
+from actions.store import consultation_requests
+from console import auth, db
+from console.app import create_app
+from console.fixtures import Writer
+
+PASSWORD = "correct horse battery staple"
+EMAIL = "staff@clinic.example"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+# (visitor text, intent, confidence, action, bot text)
+Turn = Tuple[str, str, float, str, str]
+
+
+def add_conversation(engine, sender: str, turns: Sequence[Turn], at: Optional[float] = None) -> None:
+    """Writes a conversation into ``events`` the way Rasa's SQL tracker store does."""
+    db.rasa_metadata.create_all(engine)
+    writer = Writer(engine)
+    at = at if at is not None else time.time()
+
+    def event(kind, intent=None, action=None, **data):
+        nonlocal at
+        at += 0.5
+        writer.event(sender, kind, at, intent=intent, action=action, **data)
+
+    event("action", action="action_session_start", name="action_session_start")
+    event("bot", text="I'm a virtual assistant, not a doctor.", data={"buttons": None})
+    event("session_started")
+    event("action", action="action_listen", name="action_listen")
+    for text, intent, confidence, action, reply in turns:
+        event("user", intent=intent, text=text,
+              parse_data={"intent": {"name": intent, "confidence": confidence}, "entities": [], "text": text})
+        event("user_featurization", use_text_for_featurization=False)
+        event("action", action=action, name=action)
+        event("bot", text=reply, data={"buttons": [{"title": "Symptoms", "payload": "/ask_symptoms"}]})
+        event("action", action="action_listen", name="action_listen")
+    writer.flush()
+
+
+def add_request(engine, conversation_id: str, name: str = "Maria Lopez", status: str = "new",
+                created_at: Optional[dt.datetime] = None, email: Optional[str] = "maria@example.com") -> int:
+    with engine.begin() as connection:
+        result = connection.execute(consultation_requests.insert().values(
+            request_key=f"{conversation_id}-{name}-{status}", conversation_id=conversation_id, name=name,
+            phone="+13105550134", callback_time="mornings", email=email, reason="back pain", status=status,
+            created_at=created_at or dt.datetime.now(dt.timezone.utc)))
+        return int(result.inserted_primary_key[0])
+
+
+def make_app(url: str, **console):
+    app = create_app(url, {"TESTING": True, "CONSOLE": console} if console else {"TESTING": True})
+    return app, app.extensions["console_engine"]
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def sign_in(client, email: str = EMAIL, password: str = PASSWORD):
+    token = csrf_of(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+def signed_in_client(app, engine, email: str = EMAIL):
+    try:
+        auth.create_user(engine, email, PASSWORD)
+    except auth.AccountError:
+        pass
+    client = app.test_client()
+    response = sign_in(client, email)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+def audit_rows(engine, action: Optional[str] = None) -> list:
+    query = sa.select(db.audit).order_by(db.audit.c.id)
+    if action:
+        query = query.where(db.audit.c.action == action)
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]

@@ -1,0 +1,166 @@
+"""The console on conversations held with the real assistant (real Rasa and action servers, SQLite), and a
+staff member's visit in headless Chromium: sign in, filter, read a transcript, export, mark a request
+contacted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from actions.store import consultation_requests, consultation_status_history
+from console import db
+from tests.conftest import ROOT
+from tests.console_support import EMAIL, PASSWORD, make_app, signed_in_client
+from tests.servers import Servers, Visitor, free_port
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = "<script>alert(1)</script>"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def chats(tmp_path_factory):
+    """Two conversations with the real assistant: one with a fallback, HTML and a consultation request,
+    one with an emergency."""
+    servers = Servers(tmp_path_factory.mktemp("console-e2e")).start()
+    try:
+        booking = Visitor(servers)
+        booking.say("hello")
+        booking.say(f"does water therapy help? {SCRIPT}")
+        booking.say("qwzx vbnm plok")
+        assert "name" in booking.says("I'd like to book a consultation")
+        booking.say("Maria Lopez")
+        booking.say("(310) 555-0134")
+        booking.say("weekday mornings")
+        booking.say("maria@example.com")
+        booking.say("back pain")
+        assert "will call you back" in booking.says("yes")
+        emergency = Visitor(servers)
+        assert "911" in emergency.says("my legs went numb and I can't feel my groin")
+        yield {"url": f"sqlite:///{servers.db}", "booking": booking.sender, "emergency": emergency.sender}
+    finally:
+        servers.stop()
+
+
+def test_real_conversations_are_listed_flagged_and_readable(chats, monkeypatch):
+    monkeypatch.setenv("CONSOLE_SECRET_KEY", "e" * 48)
+    app, engine = make_app(chats["url"])
+    client = signed_in_client(app, engine)
+    listing = client.get("/conversations").get_data(as_text=True)
+    assert listing.index(chats["emergency"]) < listing.index(chats["booking"])  # newest first
+    fallback = client.get("/conversations?flag=fallback").get_data(as_text=True)
+    assert chats["booking"] in fallback and chats["emergency"] not in fallback
+    assert chats["booking"] in client.get("/conversations?flag=consultation").get_data(as_text=True)
+    assert chats["emergency"] in client.get("/conversations?flag=emergency").get_data(as_text=True)
+    assert chats["booking"] in client.get("/conversations?topic=ask_treatment").get_data(as_text=True)
+    with engine.connect() as connection:
+        row = connection.execute(sa.select(db.conversations).where(
+            db.conversations.c.sender_id == chats["booking"])).first()
+    assert row.turns == 10 and row.fallbacks == 1 and row.consultation and not row.emergency
+    page = client.get(f"/conversations/{chats['booking']}").get_data(as_text=True)
+    assert SCRIPT not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    for shown in ("<code>greet</code> · confidence", "<code>nlu_fallback</code> · confidence 0.40",
+                  "by <code>action_fallback</code>", "by <code>action_answer</code>",
+                  "by <code>consultation_form</code>", "by <code>action_submit_consultation</code>",
+                  "Consultation request #", "(310) 555-0134"):
+        assert shown in page, shown
+    assert "by <code>action_safety</code>" in client.get(f"/conversations/{chats['emergency']}").get_data(as_text=True)
+    insight = client.get("/insight").get_data(as_text=True)
+    assert "qwzx vbnm plok" in insight
+
+
+@pytest.fixture()
+def console_server(chats, tmp_path):
+    env = {"CLINIC_DB_URL": chats["url"], "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+           "CONSOLE_SECRET_KEY": "b" * 48, "CONSOLE_PORT": str(free_port())}
+    created = subprocess.run([sys.executable, "-m", "console.users", "create", "browser@clinic.example",
+                              "--password-stdin"], cwd=ROOT, env=env, input=PASSWORD + "\n",
+                             capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created.stderr
+    log = open(tmp_path / "console.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "console"], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{env['CONSOLE_PORT']}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/login", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "console.log").read_text()
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_a_staff_member_signs_in_filters_reads_exports_and_follows_up_in_chromium(chats, console_server):
+    from playwright.sync_api import sync_playwright
+    base = console_server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(java_script_enabled=False)  # the console needs none
+            page = context.new_page()
+            remote = []
+            page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(base) else None)
+
+            page.goto(base + "/conversations")
+            assert "/login" in page.url
+            page.fill("input[name=email]", "browser@clinic.example")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button:has-text('Sign in')")
+            assert page.url.endswith("/conversations")
+            assert page.locator("h1").inner_text() == "Conversations"
+
+            page.fill("input[name=q]", "water therapy")
+            page.click("button:has-text('Filter')")
+            assert "q=water+therapy" in page.url
+            links = page.locator("table.list tbody a.first")
+            assert links.count() == 1
+            links.first.click()
+            assert chats["booking"] in page.url
+            assert SCRIPT in page.locator("ol.transcript").inner_text()  # shown as text
+            assert page.locator("ol.transcript script").count() == 0
+            assert "action_answer" in page.content() and "confidence" in page.content()
+
+            exported = context.request.get(f"{base}/export.json?q=maria%40example&redact=1")
+            assert exported.ok
+            [item] = json.loads(exported.text())["conversations"]
+            assert item["conversation_id"] == chats["booking"]
+            assert "maria@example.com" not in exported.text() and "[email]" in exported.text()
+
+            page.click("text=Follow it up")
+            assert "/requests" in page.url
+            row = page.locator("tr", has_text="Maria Lopez")
+            row.locator("select[name=status]").select_option("contacted")
+            row.locator("button:has-text('Save')").click()
+            assert "marked contacted" in page.locator(".flash").inner_text()
+            assert "by browser@clinic.example" in page.locator("tr", has_text="Maria Lopez").inner_text()
+            assert remote == []  # nothing loaded from elsewhere
+        finally:
+            browser.close()
+    engine = db.make_engine(chats["url"])
+    with engine.connect() as connection:
+        request = connection.execute(sa.select(consultation_requests).where(
+            consultation_requests.c.conversation_id == chats["booking"])).first()
+        history = connection.execute(sa.select(consultation_status_history.c.new_status)
+                                     .where(consultation_status_history.c.request_id == request.id)).all()
+        actions = [row[0] for row in connection.execute(
+            sa.select(db.audit.c.action).where(db.audit.c.actor == "browser@clinic.example").order_by(db.audit.c.id))]
+    assert (request.status, request.status_changed_by) == ("contacted", "browser@clinic.example")
+    assert [h[0] for h in history] == ["contacted"]
+    assert actions[:2] == ["login", "view_conversations"]
+    assert {"view_transcript", "export", "view_requests", "change_request_status"} <= set(actions)

@@ -1,0 +1,414 @@
+"""The staff console's pages, on real SQLite and real PostgreSQL: sign-in, sessions, CSRF, filters, transcripts,
+requests, insight, export, audit, retention and generated bulk data."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import time
+
+import pytest
+import sqlalchemy as sa
+from flask import url_for
+
+from actions.store import consultation_requests, consultation_status_history
+from console import db, fixtures, retention, summary
+from tests.console_support import (EMAIL, PASSWORD, add_conversation, add_request, audit_rows, csrf_of, make_app,
+                                   sign_in, signed_in_client)
+
+HTML = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+INJECTION = "'; DROP TABLE events; --"
+NOW = time.time()
+DAY = 86400.0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'conversations.db'}"
+    return request.getfixturevalue("pg_schema_url")
+
+
+@pytest.fixture()
+def console(url, monkeypatch):
+    monkeypatch.setenv("CONSOLE_SECRET_KEY", "k" * 48)
+    engine = db.make_engine(url)
+    # Three conversations, as Rasa stores them: before the console ever ran.
+    add_conversation(engine, "conv-fallback", [
+        ("what is fibromyalgia", "ask_what_is_fibromyalgia", 0.98, "action_answer", "Fibromyalgia is ..."),
+        ("qwzx vbnm plok", "nlu_fallback", 0.4, "action_fallback", "Sorry, I'm not sure I understood."),
+        (HTML, "ask_symptoms", 0.61, "action_answer", "Symptoms include ..."),
+    ], at=NOW - 3 * DAY)
+    add_conversation(engine, "conv-booking", [
+        ("I'd like to book a consultation", "request_consultation", 0.99, "consultation_form", "What's your name?"),
+        ("email me at maria@example.com or call 310-555-0134", "inform", 0.97, "consultation_form", "Thanks."),
+        ("=HYPERLINK(\"http://evil\")", "inform", 0.9, "consultation_form", "Thanks."),
+    ], at=NOW - 2 * DAY)
+    add_conversation(engine, "conv-emergency", [
+        ("does water therapy help? 100% sure", "ask_treatment", 0.88, "action_answer", "Water therapy ..."),
+        (INJECTION, "out_of_scope", 0.7, "action_answer", "I can only answer questions about fibromyalgia."),
+        ("my legs went numb", "emergency", 1.0, "action_safety", "Please call 911."),
+    ], at=NOW - 1 * DAY)
+    engine.dispose()
+    app, engine = make_app(url)
+    request_id = add_request(engine, "conv-booking", name="<b>Maria</b> Lopez")
+    yield app, engine, request_id
+    engine.dispose()
+
+
+def page(client, path: str) -> str:
+    response = client.get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    return response.get_data(as_text=True)
+
+
+def ids(html: str):
+    import re
+    seen = []
+    for sender in re.findall(r'href="/conversations/([^"?#]+)"', html):
+        if sender not in seen:
+            seen.append(sender)
+    return seen
+
+
+def test_every_page_and_export_needs_a_session(console):
+    app, engine, request_id = console
+    client = app.test_client()
+    values = {"sender_id": "conv-booking", "request_id": request_id}
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static", "login"):
+            continue
+        formats = ["csv", "json"] if "fmt" in rule.arguments else [None]
+        for fmt in formats:
+            with app.test_request_context():
+                path = url_for(rule.endpoint, **{k: v for k, v in {**values, "fmt": fmt}.items()
+                                                 if k in rule.arguments})
+            for method in sorted(rule.methods & {"GET", "POST"}):
+                response = client.open(path, method=method, data={"status": "closed"})
+                body = response.get_data(as_text=True)
+                checked += 1
+                if method == "GET":
+                    assert response.status_code == 302 and "/login" in response.location, (path, method)
+                else:
+                    assert response.status_code == 401, (path, method)
+                assert not any(secret in body.lower() for secret in ("maria", "qwzx", "water therapy", "<table")), \
+                    (path, method)
+    assert checked >= 9
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(consultation_requests.c.status)).scalar() == "new"
+    # Signed in, every GET page answers.
+    client = signed_in_client(app, engine)
+    for path in ("/", "/conversations", "/conversations/conv-booking", "/requests", "/insight", "/audit",
+                 "/export.csv", "/export.json"):
+        assert client.get(path).status_code in (200, 302), path
+
+
+def test_sign_in_sets_a_hardened_cookie_and_sign_out_ends_the_session(console):
+    app, engine, _ = console
+    other = signed_in_client(app, engine)  # creates the account; a session of its own
+    client = app.test_client()
+    response = sign_in(client)
+    assert response.status_code == 302 and response.location.endswith("/conversations")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "no-store" in client.get("/conversations").headers["Cache-Control"]
+    assert "default-src 'none'" in client.get("/conversations").headers["Content-Security-Policy"]
+    token = csrf_of(page(client, "/conversations"))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/conversations").status_code == 302
+    assert other.get("/conversations").status_code == 200  # signing out ends that session only
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(db.sessions)).scalar() == 1
+
+
+def test_secure_cookie_flag_is_configurable(url, monkeypatch):
+    monkeypatch.setenv("CONSOLE_SECRET_KEY", "k" * 48)
+    monkeypatch.setenv("CONSOLE_SECURE_COOKIES", "1")
+    app, engine = make_app(url)
+    signed_in_client(app, engine)
+    response = sign_in(app.test_client())
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_wrong_password_and_unknown_account_are_refused_alike(console):
+    app, engine, _ = console
+    signed_in_client(app, engine)
+    wrong = sign_in(app.test_client(), password="not the password at all")
+    unknown = sign_in(app.test_client(), email="nobody@clinic.example")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Wrong email or password" in wrong.get_data(as_text=True)
+    assert [row["action"] for row in audit_rows(engine) if row["action"].startswith("login_")] == \
+        ["login_wrong", "login_unknown"]
+
+
+def test_repeated_wrong_passwords_lock_the_account(console):
+    app, engine, _ = console
+    signed_in_client(app, engine)
+    client = app.test_client()
+    for _ in range(5):
+        assert sign_in(client, password="wrong password!!").status_code == 401
+    # Locked: even the right password is refused now.
+    assert sign_in(client).status_code == 401
+    assert audit_rows(engine, "login_locked")
+    with engine.begin() as connection:
+        locked_until = connection.execute(sa.select(db.users.c.locked_until)).scalar()
+        assert locked_until > time.time() + 60
+        connection.execute(db.users.update().values(locked_until=time.time() - 1))  # the lock ran out
+    assert sign_in(client).status_code == 302
+
+
+def test_sessions_expire_when_idle_and_after_the_maximum_age(console):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    assert client.get("/conversations").status_code == 200
+    with engine.begin() as connection:
+        connection.execute(db.sessions.update().values(last_seen_at=time.time() - 31 * 60))
+    assert client.get("/conversations").status_code == 302
+    client = signed_in_client(app, engine)
+    with engine.begin() as connection:
+        connection.execute(db.sessions.update().values(created_at=time.time() - 13 * 3600))
+    assert client.get("/conversations").status_code == 302
+
+
+def test_post_forms_need_the_sessions_csrf_token(console):
+    app, engine, request_id = console
+    client = signed_in_client(app, engine)
+    path = f"/requests/{request_id}/status"
+    assert client.post(path, data={"status": "contacted"}).status_code == 400
+    assert client.post(path, data={"status": "contacted", "csrf_token": "forged"}).status_code == 400
+    other = signed_in_client(app, engine, "other@clinic.example")  # another session's token is no good
+    assert client.post(path, data={"status": "contacted",
+                                   "csrf_token": csrf_of(page(other, "/requests"))}).status_code == 400
+    assert client.post("/logout", data={}).status_code == 400
+    # Signing in needs the token of the sign-in page, too.
+    assert app.test_client().post("/login", data={"email": EMAIL, "password": PASSWORD}).status_code == 400
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(consultation_requests.c.status)).scalar() == "new"
+
+
+def test_marking_a_request_contacted_records_who_when_and_history(console):
+    app, engine, request_id = console
+    client = signed_in_client(app, engine)
+    html = page(client, "/requests")
+    assert "&lt;b&gt;Maria&lt;/b&gt; Lopez" in html and "<b>Maria</b>" not in html
+    assert "(310) 555-0134" in html and 'href="/conversations/conv-booking"' in html
+    response = client.post(f"/requests/{request_id}/status", data={"status": "contacted", "csrf_token": csrf_of(html)})
+    assert response.status_code == 302
+    assert client.post(f"/requests/{request_id}/status",
+                       data={"status": "lost", "csrf_token": csrf_of(html)}).status_code == 400
+    assert client.post("/requests/999999/status",
+                       data={"status": "closed", "csrf_token": csrf_of(html)}).status_code == 404
+    with engine.connect() as connection:
+        row = connection.execute(sa.select(consultation_requests)).first()
+        history = connection.execute(sa.select(consultation_status_history)).all()
+    assert row.status == "contacted" and row.status_changed_by == EMAIL and row.status_changed_at is not None
+    assert [(h.old_status, h.new_status, h.changed_by) for h in history] == [("new", "contacted", EMAIL)]
+    [entry] = audit_rows(engine, "change_request_status")
+    assert entry["actor"] == EMAIL and entry["target"] == f"request {request_id}" and "contacted" in entry["detail"]
+    assert "new → contacted by staff@clinic.example" in page(client, "/requests?status=contacted")
+    assert "No consultation requests" in page(client, "/requests?status=new")
+
+
+def test_the_list_shows_flags_topics_and_newest_first(console):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    html = page(client, "/conversations")
+    assert ids(html) == ["conv-emergency", "conv-booking", "conv-fallback"]
+    assert "3 conversations" in html
+    assert "<script>alert" not in html
+    with engine.connect() as connection:
+        rows = {row.sender_id: row for row in connection.execute(sa.select(db.conversations))}
+    assert (rows["conv-fallback"].turns, rows["conv-fallback"].fallback, rows["conv-fallback"].emergency) == (3, True, False)
+    assert rows["conv-booking"].consultation and not rows["conv-booking"].fallback
+    assert rows["conv-emergency"].emergency and not rows["conv-emergency"].consultation
+    assert rows["conv-fallback"].topics == "|ask_symptoms|ask_what_is_fibromyalgia|"
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("flag=fallback", ["conv-fallback"]),
+    ("flag=consultation", ["conv-booking"]),
+    ("flag=emergency", ["conv-emergency"]),
+    ("topic=ask_symptoms", ["conv-fallback"]),
+    ("topic=ask_treatment", ["conv-emergency"]),
+    ("q=WATER+therapy", ["conv-emergency"]),
+    ("q=conv-booking", ["conv-booking"]),
+    ("q=100%25", ["conv-emergency"]),  # "%" is taken literally
+    ("q=_", []),
+    ("q=%25", ["conv-emergency"]),
+    ("date_from={d2}", ["conv-emergency", "conv-booking"]),
+    ("date_to={d3}", ["conv-fallback"]),
+    ("date_from={d2}&date_to={d2}", ["conv-booking"]),
+    ("flag=fallback&topic=ask_treatment", []),
+])
+def test_filters(console, query, expected):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    day = lambda days: dt.datetime.fromtimestamp(NOW - days * DAY, dt.timezone.utc).date().isoformat()
+    html = page(client, "/conversations?" + query.format(d2=day(2), d3=day(3)))
+    assert ids(html) == expected
+
+
+@pytest.mark.parametrize("query", [
+    "q=" + INJECTION, "topic=x' OR '1'='1", "flag=fallback' OR 1=1 --", "date_from=2024-01-01' OR '1'='1",
+    "q=\\", "page=1;DROP TABLE events", "topic=ask_symptoms'--",
+])
+def test_sql_injection_in_filters_is_harmless(console, query):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    for path in ("/conversations?", "/insight?", "/export.json?"):
+        response = client.get(path + query)
+        assert response.status_code == 200
+    html = page(client, "/conversations?" + query)
+    shown = ids(html)
+    if query.startswith("q=" + INJECTION[:3]):
+        assert shown == ["conv-emergency"]  # found as text, nothing else
+    elif "topic=" in query or query.startswith("q=\\"):
+        assert shown == []  # no such topic or text
+    else:  # an invalid value is dropped: everything is listed
+        assert shown == ["conv-emergency", "conv-booking", "conv-fallback"]
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(db.events)).scalar() > 30
+        assert connection.execute(sa.select(sa.func.count()).select_from(consultation_requests)).scalar() == 1
+
+
+def test_the_transcript_shows_turns_intents_confidence_and_actions_with_html_as_text(console):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    html = page(client, "/conversations/conv-fallback")
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+    order = [html.index(text) for text in ("what is fibromyalgia", "Fibromyalgia is ...", "qwzx vbnm plok",
+                                           "Sorry, I&#39;m not sure I understood.", "Symptoms include ...")]
+    assert order == sorted(order)
+    assert "<code>ask_what_is_fibromyalgia</code> · confidence 0.98" in html
+    assert "<code>nlu_fallback</code> · confidence 0.40" in html
+    assert "by <code>action_fallback</code>" in html and "by <code>action_answer</code>" in html
+    assert "by <code>action_session_start</code>" in html
+    booking = page(client, "/conversations/conv-booking")
+    assert "Consultation request #" in booking and "&lt;b&gt;Maria&lt;/b&gt;" in booking
+    assert client.get("/conversations/no-such-conversation").status_code == 404
+    [entry] = audit_rows(engine, "view_transcript")[:1]
+    assert entry["actor"] == EMAIL and entry["target"] == "conv-fallback"
+
+
+def test_insight_counts_days_topics_fallback_rate_and_unanswered_messages(console):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    html = page(client, "/insight")
+    from console import queries
+    figures = queries.insight(engine, queries.Filters())
+    assert figures["conversations"] == 3 and figures["messages"] == 9 and figures["fallbacks"] == 1
+    assert round(figures["fallback_rate"], 3) == round(1 / 9, 3)
+    assert [d["conversations"] for d in figures["per_day"]] == [1, 1, 1]
+    assert {t["topic"]: t["asked"] for t in figures["topics"]} == {
+        "ask_what_is_fibromyalgia": 1, "ask_symptoms": 1, "request_consultation": 1, "ask_treatment": 1,
+        "out_of_scope": 1, "emergency": 1}
+    assert [(u["text"], u["reason"]) for u in figures["unanswered"]] == [(INJECTION, "out of scope"),
+                                                                          ("qwzx vbnm plok", "fallback")]
+    assert "11.1 %" in html and "qwzx vbnm plok" in html and "&#39;; DROP TABLE events; --" in html
+    assert audit_rows(engine, "view_insight")
+
+
+def test_export_csv_and_json_with_and_without_redaction(console):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    plain = client.get("/export.json?flag=consultation")
+    assert plain.status_code == 200 and "attachment" in plain.headers["Content-Disposition"]
+    [item] = json.loads(plain.get_data(as_text=True))["conversations"]
+    assert item["conversation_id"] == "conv-booking" and item["consultation"] is True
+    texts = [m["text"] for m in item["messages"]]
+    assert "email me at maria@example.com or call 310-555-0134" in texts
+    visitor = [m for m in item["messages"] if m["speaker"] == "visitor"]
+    assert visitor[0]["intent"] == "request_consultation" and visitor[0]["confidence"] == 0.99
+    assert [m["action"] for m in item["messages"] if m["speaker"] == "assistant"][1] == "consultation_form"
+    redacted = json.loads(client.get("/export.json?flag=consultation&redact=1").get_data(as_text=True))
+    assert "email me at [email] or call [phone]" in [m["text"] for m in redacted["conversations"][0]["messages"]]
+    assert "maria@example.com" not in json.dumps(redacted) and "555-0134" not in json.dumps(redacted)
+
+    rows = list(csv.DictReader(io.StringIO(client.get("/export.csv").get_data(as_text=True))))
+    assert {row["conversation_id"] for row in rows} == {"conv-fallback", "conv-booking", "conv-emergency"}
+    assert any(row["text"] == HTML for row in rows)  # data, not a page: kept as the visitor wrote it
+    assert any(row["text"] == "'=HYPERLINK(\"http://evil\")" for row in rows)  # no spreadsheet formulas
+    red = client.get("/export.csv?q=maria&redact=1").get_data(as_text=True)
+    assert "[email]" in red and "maria@example.com" not in red and "310-555-0134" not in red
+    exports = audit_rows(engine, "export")
+    assert [e["detail"].split(";")[:2] for e in exports] == [
+        ["format: json", " redacted: no"], ["format: json", " redacted: yes"], ["format: csv", " redacted: no"],
+        ["format: csv", " redacted: yes"]]
+    assert all(e["actor"] == EMAIL for e in exports) and "q=maria" in exports[-1]["detail"]
+
+
+def test_views_are_audited_with_who_and_what(console):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    page(client, "/conversations?flag=fallback")
+    page(client, "/requests")
+    actions = [(row["actor"], row["action"]) for row in audit_rows(engine)]
+    assert actions == [(EMAIL, "login"), (EMAIL, "view_conversations"), (EMAIL, "view_requests")]
+    assert "flag=fallback" in audit_rows(engine, "view_conversations")[0]["detail"]
+    assert "view_conversations" in page(client, "/audit")
+
+
+def test_new_events_appear_and_changed_conversations_are_recomputed(console):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    assert len(ids(page(client, "/conversations"))) == 3
+    add_conversation(engine, "conv-later", [("hi", "greet", 0.9, "action_answer", "Hello!")])
+    add_conversation(engine, "conv-fallback", [("I'm thinking of ending it", "crisis", 1.0, "action_safety",
+                                                "Call 988.")], at=NOW)  # the same visitor, later
+    html = page(client, "/conversations?flag=emergency")
+    assert ids(html) == ["conv-emergency", "conv-fallback"]  # newest first by start
+    assert ids(page(client, "/conversations"))[0] == "conv-later"
+
+
+def test_retention_deletes_old_conversations_and_old_closed_requests_only(console):
+    app, engine, _ = console
+    old = NOW - 40 * DAY
+    add_conversation(engine, "conv-old", [("what causes fibromyalgia", "ask_causes", 0.9, "action_answer", "...")],
+                     at=old)
+    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40)
+    old_closed = add_request(engine, "conv-old", name="Old Closed", status="closed", created_at=long_ago)
+    old_open = add_request(engine, "conv-old", name="Old Open", status="contacted", created_at=long_ago)
+    recent_closed = add_request(engine, "conv-booking", name="Recent Closed", status="closed")
+    summary.refresh(engine, force=True)
+    counts = retention.apply(engine, 30)
+    assert (counts["conversations"], counts["requests"]) == (1, 1) and counts["events"] > 5
+    with engine.connect() as connection:
+        senders = {row[0] for row in connection.execute(sa.select(db.events.c.sender_id).distinct())}
+        requests = {row[0] for row in connection.execute(sa.select(consultation_requests.c.id))}
+        summaries = {row[0] for row in connection.execute(sa.select(db.conversations.c.sender_id))}
+    assert senders == summaries == {"conv-fallback", "conv-booking", "conv-emergency"}
+    assert old_closed not in requests and {old_open, recent_closed} <= requests
+    [entry] = audit_rows(engine, "retention")
+    assert "1 conversations" in entry["detail"] and entry["actor"] == "retention"
+    assert retention.apply(engine, 30) == {"conversations": 0, "events": 0, "requests": 0}
+    with pytest.raises(ValueError):
+        retention.apply(engine, 0)
+
+
+def test_bulk_generated_conversations_page_filter_and_export(url, monkeypatch):
+    monkeypatch.setenv("CONSOLE_SECRET_KEY", "k" * 48)
+    app, engine = make_app(url)
+    senders = fixtures.generate(engine, 230, days=30, seed=5)
+    client = signed_in_client(app, engine)
+    first = page(client, "/conversations")
+    assert "230 conversations" in first and len(ids(first)) == 50
+    last = page(client, "/conversations?page=5")
+    assert len(ids(last)) == 30 and 'rel="next"' not in last and 'rel="prev"' in last
+    seen = []
+    for number in range(1, 6):
+        seen += ids(page(client, f"/conversations?page={number}"))
+    assert sorted(seen) == sorted(senders)  # every conversation once
+    with engine.connect() as connection:
+        started = dict(connection.execute(sa.select(db.conversations.c.sender_id, db.conversations.c.started_at)).all())
+        fallback = {row[0] for row in connection.execute(
+            sa.select(db.events.c.sender_id).where(db.events.c.action_name == "action_fallback").distinct())}
+        emergency = {row[0] for row in connection.execute(
+            sa.select(db.events.c.sender_id).where(db.events.c.action_name == "action_safety").distinct())}
+    assert [started[s] for s in seen] == sorted(started.values(), reverse=True)  # newest first
+    exported = json.loads(client.get("/export.json?flag=fallback").get_data(as_text=True))["conversations"]
+    assert {item["conversation_id"] for item in exported} == fallback and fallback
+    assert f"{len(emergency)} conversation" in page(client, "/conversations?flag=emergency")
