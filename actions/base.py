@@ -53,7 +53,11 @@ class ClinicAction(Action, abc.ABC):
             logger.exception("Action %s failed in conversation %s", self.name(), tracker.sender_id)
             dispatcher.messages.clear()
             dispatcher.utter_message(text=self.knowledge.error_text)
-            return []
+            return self.events_on_failure(tracker)
+
+    def events_on_failure(self, tracker: Tracker) -> EventList:
+        """The events to return when :meth:`respond` failed (none by default)."""
+        return []
 
     @abc.abstractmethod
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:

@@ -23,13 +23,12 @@ from rasa_sdk.forms import FormValidationAction
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
 from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
 from actions.safety import SAFETY_INTENTS
+from actions.slots import CHANGING_SLOT, FAILURES_SLOT, reset_booking
 from actions.store import ConsultationRequest, RequestStore, database_url
 
 logger = logging.getLogger(__name__)
 
 FORM = "consultation_form"
-FAILURES_SLOT = "booking_failures"
-CHANGING_SLOT = "booking_changing"
 FIELD_ENTITY = "booking_field"
 SKIPPED = "skipped"
 STOP_INTENT = "stop"
@@ -54,18 +53,30 @@ _NAME_PREFIX = re.compile(
     r"^(?:(?:hi|hello|hey|yes|ok|okay|sure)[,!.\s]+)?(?:my\s+name\s+is|my\s+name's|name\s+is|name's|"
     r"i\s+am|i'm|im|it\s+is|it's|its|this\s+is|call\s+me|the\s+name\s+is)\s+", re.IGNORECASE)
 _NAME = re.compile(r"^[^\W\d_]+(?:[ '.-]+[^\W\d_]+)*\.?$")
-_NOT_NAMES = {
-    "hi", "hello", "hey", "yes", "no", "ok", "okay", "sure", "thanks", "thank you", "help", "stop", "cancel",
-    "what", "why", "how", "who", "when", "where", "which", "nope", "yeah", "yep", "idk", "skip", "none",
-    "fibromyalgia", "fibro", "back pain",
+# Words no name contains: an answer with one of them is something else ("never mind", "the name is wrong").
+_NOT_NAME_WORDS = {
+    "hi", "hello", "hey", "yes", "no", "not", "ok", "okay", "sure", "thanks", "thank", "please", "help", "stop",
+    "cancel", "mind", "what", "why", "how", "who", "when", "where", "which", "nope", "yeah", "yep", "idk", "skip",
+    "none", "fibromyalgia", "fibro", "pain", "back", "book", "booking", "appointment", "consultation", "want",
+    "need", "rather", "telling", "tell", "know", "wrong", "incorrect", "right", "correct", "misspelled",
+    "misspelt", "spelled", "spelt", "typo", "mistake", "changed", "change", "later", "anonymous",
 }
+# A whole message that declines an optional question ("skip", "no thanks", "I don't have one").
 _SKIP = re.compile(
-    r"^(skip|no|nope|nah|none|n/?a|pass|nothing|not now|no thanks?|no thank you|i'?d rather not|rather not|"
-    r"prefer not|(i\s+)?don'?t have (one|an?\s+e-?mail)|no e-?mail|not (needed|necessary))\b", re.IGNORECASE)
+    r"^((no|nope|nah|ok|okay)[\s,]+)?(skip( it| this| that)?|no|nope|nah|none|n/?a|pass|nothing|not now|"
+    r"no thanks?|no thank you|(i'?d )?rather not( say)?|prefer not( to say)?|(i )?don'?t have (one|an? e-?mail"
+    r"( address)?)|no e-?mail( address)?|not (needed|necessary))([\s,]+(please|thanks?|thank you))?[\s.!,]*$",
+    re.IGNORECASE)
+# Messages that answer no question of the form (a call-back time cannot be "ok").
+_NON_ANSWERS = re.compile(r"^(yes|yeah|yep|no|nope|ok|okay|sure|thanks?|thank you|idk|i don'?t know|skip|"
+                          r"cancel|stop|hi|hello|hey|what|huh|\?+)[\s.!,]*$", re.IGNORECASE)
 # Plain yes and no at the summary, for when the classifier did not read them as affirm or deny.
 _YES = re.compile(r"^(yes|yeah|yep|yup|sure|correct|right|ok|okay|perfect|confirm(ed)?|send( it)?|"
                   r"looks (good|right|fine)|all (good|correct)|that'?s (right|correct|fine))\b", re.IGNORECASE)
 _NO = re.compile(r"^(no|nope|nah|wrong|incorrect|not (right|correct)|change)\b", re.IGNORECASE)
+# An objection anywhere in the message: "yes but the phone number is wrong".
+_OBJECTION = re.compile(r"\b(wrong|incorrect|not (right|correct)|mistake|typo|misspel\w*|change|fix|but|except)\b",
+                        re.IGNORECASE)
 _QUESTION_START = re.compile(
     r"^(what|how|why|who|whom|whose|when|where|which|is|are|does|do|did|can|could|should|would|will|"
     r"may|tell me|explain)\b", re.IGNORECASE)
@@ -103,13 +114,14 @@ def display_phone(e164: str) -> str:
 def find_email(text: str) -> Optional[str]:
     """The first email address in ``text``, lower-cased, else None."""
     match = _EMAIL.search(text or "")
-    return match.group(0).lower() if match else None
+    if not match or len(match.group(0)) > 254:  # longer addresses do not exist (RFC 5321)
+        return None
+    return match.group(0).lower()
 
 
 def is_skip(text: str) -> bool:
     """Whether the visitor declines an optional question ("skip", "no thanks", "I don't have one")."""
-    text = (text or "").strip()
-    return len(text.split()) <= 6 and bool(_SKIP.match(text)) and find_email(text) is None
+    return bool(_SKIP.match((text or "").strip()))
 
 
 def looks_like_question(text: str) -> bool:
@@ -121,7 +133,8 @@ def looks_like_question(text: str) -> bool:
 def clean_name(text: str) -> Optional[str]:
     """The person's name in an answer like "I'm Maria Lopez", else None."""
     name = _NAME_PREFIX.sub("", (text or "").strip()).strip(" .,!")
-    if not (2 <= len(name) <= 80) or len(name.split()) > 5 or name.lower() in _NOT_NAMES:
+    words = set(re.findall(r"[^\W\d_]+", name.lower()))
+    if not (2 <= len(name) <= 80) or len(name.split()) > 5 or words & _NOT_NAME_WORDS:
         return None
     if not _NAME.match(name) or looks_like_question(name):
         return None
@@ -131,7 +144,7 @@ def clean_name(text: str) -> Optional[str]:
 def free_text(text: str, limit: int = 300) -> Optional[str]:
     """An answer in the visitor's own words (a call-back time, a reason), else None."""
     text = re.sub(r"\s+", " ", (text or "").strip())
-    if len(text) < 2 or text.startswith("/") or looks_like_question(text):
+    if len(text) < 2 or text.startswith("/") or looks_like_question(text) or _NON_ANSWERS.match(text):
         return None
     return text[:limit]
 
@@ -251,21 +264,21 @@ class ValidateConsultationForm(ConsultationFormValidation):
         if self._ends_form(tracker):
             return {}
         intent, _ = latest_intent(tracker)
-        text = latest_text(tracker)
+        text = latest_text(tracker).strip()
         corrections = self._corrections(text)
         if corrections:
             return {**corrections, "confirmed": None, CHANGING_SLOT: False, FAILURES_SLOT: 0}
-        field = self._field_named(tracker, text)
+        changing = bool(tracker.get_slot(CHANGING_SLOT))
+        says_no = (intent == "deny" and not _YES.match(text)) or bool(_NO.match(text) or _OBJECTION.search(text))
+        says_yes = not says_no and (intent == "affirm" or bool(_YES.match(text)))
+        field = self._field_named(tracker, text, looking_for_field=changing or says_no)
         if field:
             # Clearing the field makes the form ask for it again, then show the summary again.
             return {field: None, "confirmed": None, CHANGING_SLOT: False, FAILURES_SLOT: 0}
-        changing = bool(tracker.get_slot(CHANGING_SLOT))
-        if intent not in ("affirm", "deny"):
-            intent = "affirm" if _YES.match(text.strip()) else "deny" if _NO.match(text.strip()) else intent
-        if intent == "affirm":
+        if says_yes:
             # "Yes" at the summary sends; at "which detail?" it goes back to the summary.
             return {"confirmed": None if changing else True, CHANGING_SLOT: False, FAILURES_SLOT: 0}
-        if intent == "deny":
+        if says_no:
             return {"confirmed": None, CHANGING_SLOT: True}
         return self._failed("confirmed", dispatcher, tracker)
 
@@ -285,13 +298,13 @@ class ValidateConsultationForm(ConsultationFormValidation):
         return corrections
 
     @staticmethod
-    def _field_named(tracker: Tracker, text: str) -> Optional[str]:
-        """The field the visitor wants to change: a button's entity, else a word like "phone"."""
+    def _field_named(tracker: Tracker, text: str, looking_for_field: bool) -> Optional[str]:
+        """The field the visitor wants to change: a button's entity, else a word like "phone" when
+        the visitor is choosing a field or objecting to the summary."""
         for value in tracker.get_latest_entity_values(FIELD_ENTITY):
             if value in BOOKING_FIELDS[:-1]:
                 return value
-        intent, _ = latest_intent(tracker)
-        if intent == "affirm" and not tracker.get_slot(CHANGING_SLOT):
+        if not looking_for_field:
             return None
         for field, words in FIELD_WORDS.items():
             if words.search(text):
@@ -366,10 +379,6 @@ class ActionAskConfirmed(ClinicAction):
         return []
 
 
-def _reset() -> List[EventType]:
-    return [SlotSet(slot, None) for slot in (*BOOKING_FIELDS, FAILURES_SLOT, CHANGING_SLOT)]
-
-
 class ActionSubmitConsultation(ClinicAction):
     """Stores the confirmed request once and tells the visitor what happens next."""
 
@@ -387,11 +396,14 @@ class ActionSubmitConsultation(ClinicAction):
             cls._store = store
         return cls._store
 
+    def events_on_failure(self, tracker: Tracker) -> EventList:
+        return reset_booking()
+
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
         booking = self.knowledge.booking
         if not tracker.get_slot("confirmed"):
-            return _reset()
-        values = summary_values(tracker, self.knowledge)
+            return reset_booking()
+        confirmation = booking["submitted"].format(**summary_values(tracker, self.knowledge))
         optional = {field: None if tracker.get_slot(field) in (None, SKIPPED) else tracker.get_slot(field)
                     for field in OPTIONAL_BOOKING_FIELDS}
         request = ConsultationRequest(
@@ -407,11 +419,11 @@ class ActionSubmitConsultation(ClinicAction):
         except Exception:  # noqa: BLE001 - any database failure: the visitor must call instead
             logger.exception("Could not save the consultation request of conversation %s", tracker.sender_id)
             dispatcher.utter_message(text=booking["save_failed"])
-            return _reset()
+            return reset_booking()
         if not created:
             logger.info("Consultation request of conversation %s was already stored", tracker.sender_id)
-        dispatcher.utter_message(text=booking["submitted"].format(**values))
-        return _reset()
+        dispatcher.utter_message(text=confirmation)
+        return reset_booking()
 
 
 class ActionCancelConsultation(ClinicAction):
@@ -420,6 +432,9 @@ class ActionCancelConsultation(ClinicAction):
     def name(self) -> Text:
         return "action_cancel_consultation"
 
+    def events_on_failure(self, tracker: Tracker) -> EventList:
+        return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_booking()]
+
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
         dispatcher.utter_message(text=self.knowledge.booking["cancelled"])
-        return [ActiveLoop(None), SlotSet("requested_slot", None), *_reset()]
+        return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_booking()]

@@ -327,6 +327,8 @@ def _check_sources(sources: Any, article: str, path: Path, where: str) -> Tuple[
         raise KnowledgeError(path, f"'{where}.sources' must list the article sentences the answer is based on")
     normalised_article = _normalise_quote(article)
     for source in sources:
+        if len(source.split()) < 2 or len(source) < 8:
+            raise KnowledgeError(path, f"'{where}.sources' quotes too little to check: {source!r}")
         if _normalise_quote(source) not in normalised_article:
             raise KnowledgeError(path, f"'{where}.sources' quotes text that is not in the article: {source!r}")
     return tuple(sources)
@@ -410,25 +412,47 @@ def _compile_patterns(raw: Any, path: Path, where: str) -> Tuple[re.Pattern, ...
     patterns = _get(raw, "patterns", path, where, kind=list)
     compiled = []
     for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise KnowledgeError(path, f"'{where}.patterns' has an empty or non-text pattern: {pattern!r}")
         try:
-            compiled.append(re.compile(str(pattern), re.IGNORECASE))
+            regex = re.compile(pattern, re.IGNORECASE)
         except re.error as error:
             raise KnowledgeError(path, f"'{where}.patterns' has an invalid expression {pattern!r}: {error}") from None
+        if regex.search(""):
+            raise KnowledgeError(path, f"'{where}.patterns' has a pattern that matches every message: {pattern!r}")
+        compiled.append(regex)
     return tuple(compiled)
 
 
-def _load_booking(files: _Files, render: _Renderer) -> Dict[str, Any]:
+# The booking texts filled in with the visitor's details when they are said; no other text may use them.
+BOOKING_RUNTIME_TEXTS = ("fields.confirmed.ask", "submitted")
+
+
+def _load_booking(files: _Files, clinic_values: Mapping[str, str]) -> Dict[str, Any]:
     path = files.path("booking.yml")
     data = files.yaml("booking.yml")
+    plain = _Renderer(clinic_values)
+    runtime = _Renderer(clinic_values, keep=BOOKING_RUNTIME_FIELDS)
+
+    def render(raw: Any, where: str) -> str:
+        if where not in BOOKING_RUNTIME_TEXTS:
+            return plain(raw, path, where)
+        text = runtime(raw, path, where)
+        try:  # it must fill in cleanly with any visitor's details
+            text.format(**{name: "x" for name in BOOKING_RUNTIME_FIELDS})
+        except (KeyError, ValueError, IndexError) as error:
+            raise KnowledgeError(path, f"'{where}' cannot be filled in: {error!r}") from None
+        return text
+
     raw_fields = _get(data, "fields", path, kind=dict)
     fields: Dict[str, Dict[str, str]] = {}
     for name in BOOKING_FIELDS:
         raw = _get(raw_fields, name, path, "fields", kind=dict)
-        fields[name] = {part: render(_get(raw, part, path, f"fields.{name}"), path, f"fields.{name}.{part}")
+        fields[name] = {part: render(_get(raw, part, path, f"fields.{name}"), f"fields.{name}.{part}")
                         for part in ("ask", "retry")}
     booking: Dict[str, Any] = {"fields": fields}
     for key in ("second_failure", "not_given", "which_field", "submitted", "save_failed", "cancelled"):
-        booking[key] = render(_get(data, key, path), path, key)
+        booking[key] = render(_get(data, key, path), key)
     buttons = _get(data, "confirm_buttons", path, kind=dict)
     booking["confirm_send"] = _get(buttons, "send", path, "confirm_buttons")
     booking["confirm_change"] = _get(buttons, "change", path, "confirm_buttons")
@@ -480,7 +504,7 @@ def load_knowledge(folder: Optional[Path] = None) -> Knowledge:
     safety = files.yaml("safety.yml")
     emergency = _get(safety, "emergency", safety_path, kind=dict)
     crisis = _get(safety, "crisis", safety_path, kind=dict)
-    booking = _load_booking(files, _Renderer(clinic.placeholders(), keep=BOOKING_RUNTIME_FIELDS))
+    booking = _load_booking(files, clinic.placeholders())
 
     def reply(parts: Tuple[str, Tuple[str, ...]]) -> Reply:
         text, related = parts

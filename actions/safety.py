@@ -15,6 +15,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, say
 from actions.knowledge import Knowledge, Reply
+from actions.slots import reset_booking
 
 EMERGENCY_INTENT = "emergency"
 CRISIS_INTENT = "crisis"
@@ -31,7 +32,10 @@ def classify(text: str, knowledge: Knowledge) -> Optional[str]:
 
 
 class ActionSafety(ClinicAction):
-    """Routes an emergency to 911 and a crisis to 988 and 911, ending any form in progress."""
+    """Routes an emergency to 911 and a crisis to 988 and 911, ending any form in progress.
+
+    If anything fails, the base class's apology is said instead; it names 911 too (replies.yml).
+    """
 
     def name(self) -> Text:
         return "action_safety"
@@ -40,5 +44,8 @@ class ActionSafety(ClinicAction):
         intent, _ = latest_intent(tracker)
         text = self.knowledge.crisis_text if intent == CRISIS_INTENT else self.knowledge.emergency_text
         say(dispatcher, Reply(text))
-        # Whatever was in progress (a consultation request) ends here.
-        return [ActiveLoop(None), SlotSet("requested_slot", None)]
+        return self.events_on_failure(tracker)
+
+    def events_on_failure(self, tracker: Tracker) -> EventList:
+        # Whatever was in progress (a consultation request) ends here, and its details are dropped.
+        return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_booking()]

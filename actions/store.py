@@ -132,7 +132,8 @@ class RequestStore:
     """Reads and writes consultation requests."""
 
     def __init__(self, url: URL | str) -> None:
-        self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+        # hide_parameters: an error never carries a visitor's details into a log.
+        self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, future=True, hide_parameters=True)
 
     def create_table(self) -> None:
         """Creates the table and its indexes if they do not exist."""

@@ -57,6 +57,6 @@ class SafetyNet(GraphComponent, IntentClassifier):
         return messages
 
     def _override(self, text: Optional[str]) -> Optional[str]:
-        if not text or text.startswith("/"):
+        if not text:
             return None
         return classify(text, self.knowledge)

@@ -104,6 +104,7 @@ def test_safety_routes_and_ends_any_form(dispatcher, domain, intent, must):
     events = run(ActionSafety(), dispatcher, tracker, domain)
     assert contains_all(texts(dispatcher)[0], must)
     assert ActiveLoop(None) in events and SlotSet("requested_slot", None) in events
+    assert SlotSet("name", None) in events and SlotSet("booking_changing", None) in events
 
 
 def test_a_failing_action_apologises_with_the_phone_instead_of_going_silent(monkeypatch, dispatcher, domain):

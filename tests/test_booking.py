@@ -51,7 +51,8 @@ def test_emails(text, expected):
     ("Maria Lopez", "Maria Lopez"), ("my name is maria lopez", "Maria Lopez"), ("I'm José", "José"),
     ("Mary-Ann O'Neil", "Mary-Ann O'Neil"), ("it's Dr. Smith", "Dr. Smith"),
     ("hi", None), ("what is fibromyalgia", None), ("does PT help?", None), ("12345", None),
-    ("I have been in pain for years and I want to know more", None),
+    ("I have been in pain for years and I want to know more", None), ("never mind", None),
+    ("I'd rather not say", None), ("I want to book", None), ("the name is wrong", None),
 ])
 def test_names(text, expected):
     assert clean_name(text) == expected
@@ -59,16 +60,22 @@ def test_names(text, expected):
 
 @pytest.mark.parametrize("text, skip", [("skip", True), ("no thanks", True), ("none", True), ("N/A", True),
                                         ("I'd rather not", True), ("no email", True), ("I don't have one", True),
-                                        ("nope, skip it", True), ("back pain", False), ("nothing serious, just back pain "
-                                        "that has lasted for years and years", False), ("no: maria@example.com", False)])
+                                        ("nope, skip it", True), ("skip please", True), ("back pain", False),
+                                        ("No energy, pain everywhere", False), ("Nothing helps my back", False),
+                                        ("None of the meds work", False), ("no: maria@example.com", False)])
 def test_optional_questions_can_be_skipped(text, skip):
     assert is_skip(text) is skip
 
 
-def test_free_text_answers_are_kept_but_questions_are_not():
+def test_free_text_answers_are_kept_but_questions_and_non_answers_are_not():
     assert free_text("  weekday   mornings ") == "weekday mornings"
-    assert free_text("what is water therapy?") is None
-    assert free_text("x") is None
+    assert free_text("no pain in the mornings") == "no pain in the mornings"
+    for text in ("what is water therapy?", "x", "yes", "ok", "thanks", "idk", "no"):
+        assert free_text(text) is None, text
+
+
+def test_an_email_longer_than_possible_is_refused():
+    assert find_email(("a" * 250) + "@example.com") is None
 
 
 def form_tracker(requested, text, intent="nlu_fallback", confidence=0.9, slots=None, after=(), **kwargs):
@@ -167,6 +174,25 @@ def test_no_at_the_summary_asks_which_detail_then_asks_for_it_again(dispatcher, 
 def test_a_typed_change_request_clears_that_detail(dispatcher, domain):
     events = run(ValidateConsultationForm(), dispatcher, confirm("I need to change the email", "deny"), domain)
     assert SlotSet("email", None) in events
+    events = run(ValidateConsultationForm(), dispatcher, confirm("no, the name is wrong", "deny"), domain)
+    assert SlotSet("name", None) in events
+
+
+@pytest.mark.parametrize("text, intent, field", [("yes but the phone number is wrong", "affirm", "phone"),
+                                                 ("looks good except the time", "affirm", None)])
+def test_an_objection_wins_over_yes(dispatcher, domain, text, intent, field):
+    events = run(ValidateConsultationForm(), dispatcher, confirm(text, intent), domain)
+    assert SlotSet("confirmed", True) not in events
+    if field:
+        assert SlotSet(field, None) in events
+
+
+@pytest.mark.parametrize("text, intent", [("perfect, thanks for your time", "thank"),
+                                          ("all good, any day works", "inform")])
+def test_field_words_in_a_yes_do_not_clear_a_detail(dispatcher, domain, text, intent):
+    events = run(ValidateConsultationForm(), dispatcher, confirm(text, intent), domain)
+    assert SlotSet("confirmed", True) in events
+    assert SlotSet("callback_time", None) not in events
 
 
 @pytest.fixture()
@@ -231,3 +257,14 @@ def test_interrupting_intents_match_the_rules(domain):
                if rule.get("condition") == [{"active_loop": FORM}] and "intent" in rule["steps"][0]
                and rule["steps"][1]["action"] == "action_answer"}
     assert in_form == set(booking.ANSWERED_IN_FORM)
+
+
+def test_a_submission_that_fails_unexpectedly_still_clears_the_request(monkeypatch, sqlite_url, dispatcher, domain):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(booking, "summary_values", broken)
+    events = run(ActionSubmitConsultation(), dispatcher, submitted(), domain)
+    assert SlotSet("confirmed", None) in events and SlotSet("name", None) in events
+    assert PHONE in texts(dispatcher)[0]
+    assert not sa.inspect(sa.create_engine(sqlite_url)).has_table("consultation_requests")  # nothing was written

@@ -86,6 +86,11 @@ def test_changing_the_phone_in_clinic_yml_changes_every_answer(knowledge_copy):
     ("clinic.yml", lambda d: d["medical_director"].pop("name"), r"'medical_director.name' is missing"),
     ("safety.yml", lambda d: d["crisis"].update(patterns=["(unclosed"]), r"invalid expression"),
     ("booking.yml", lambda d: d["fields"].pop("phone"), r"'fields.phone' is missing"),
+    ("booking.yml", lambda d: d.update(save_failed="Sorry {name}, call us."), r"unknown placeholder \{name\}"),
+    ("booking.yml", lambda d: d.update(submitted="Thanks {{ {name}"), r"'submitted' cannot be filled in"),
+    ("safety.yml", lambda d: d["emergency"]["patterns"].append(None), r"empty or non-text pattern"),
+    ("safety.yml", lambda d: d["emergency"]["patterns"].append("(fall)?"), r"matches every message"),
+    ("topics.yml", lambda d: d["topics"]["causes"].update(sources=[""]), r"quotes too little"),
 ])
 def test_a_broken_knowledge_file_is_refused_with_its_name_and_problem(knowledge_copy, file, change, problem):
     edit_yaml(knowledge_copy / file, change)
