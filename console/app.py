@@ -20,6 +20,7 @@ from actions.store import STATUSES, RequestStore, database_url
 from console import auth, config, db, queries, summary
 
 PUBLIC_ENDPOINTS = {"login", "static"}
+AUDIT_PAGE_SIZE = 100
 CSV_COLUMNS = ("conversation_id", "started_at", "topics", "fallback", "consultation", "emergency",
                "at", "speaker", "text", "intent", "confidence", "action")
 
@@ -64,7 +65,7 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
     app.jinja_env.globals["topic_label"] = summary.topic_label
     app.jinja_env.filters["when"] = lambda ts: (
         "" if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M"))
-    app.jinja_env.filters["datetime"] = lambda value: value.strftime("%Y-%m-%d %H:%M") if value else ""
+    app.jinja_env.filters["datetime"] = utc_datetime
     app.jinja_env.filters["phone"] = display_phone
     app.jinja_env.filters["percent"] = lambda value: f"{100 * value:.1f} %"
 
@@ -78,7 +79,8 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
         if request.method == "POST":
             sent = request.form.get("csrf_token", "")
             expected = session.get("csrf", "")
-            if not expected or not hmac.compare_digest(str(sent), str(expected)):
+            if not expected or not hmac.compare_digest(str(sent).encode("utf-8", "surrogatepass"),
+                                                       str(expected).encode("utf-8", "surrogatepass")):
                 abort(400, "The form expired or did not come from this console: reload the page and try again.")
         return None
 
@@ -196,9 +198,10 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
     @app.get("/audit")
     def audit_log():
         page = page_number()
-        rows = db_rows_audit(engine, page)
+        rows, total = db_rows_audit(engine, page)
         audit("view_audit", detail=f"page {page}")
-        return render_template("audit.html", rows=rows, page=page)
+        return render_template("audit.html", rows=rows, page=page,
+                               pages=max(1, math.ceil(total / AUDIT_PAGE_SIZE)))
 
     @app.get("/export.<any(csv, json):fmt>")
     def export(fmt: str):
@@ -220,12 +223,25 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
     return app
 
 
-def db_rows_audit(engine, page: int, page_size: int = 100):
+def db_rows_audit(engine, page: int, page_size: int = AUDIT_PAGE_SIZE):
+    """A page of the audit log, newest first, and the number of entries."""
     import sqlalchemy as sa
     a = db.audit.c
     with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(
+        total = connection.execute(sa.select(sa.func.count()).select_from(db.audit)).scalar() or 0
+        rows = [dict(row._mapping) for row in connection.execute(
             sa.select(db.audit).order_by(a.id.desc()).limit(page_size).offset((page - 1) * page_size))]
+    return rows, total
+
+
+def utc_datetime(value: Optional[dt.datetime]) -> str:
+    """A stored time as shown (in UTC): aware values (PostgreSQL gives them in the session's time zone) are
+    converted; naive ones (SQLite) are stored in UTC already."""
+    if not value:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc)
+    return value.strftime("%Y-%m-%d %H:%M")
 
 
 def page_number() -> int:

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -22,6 +23,10 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 hasher = PasswordHasher()
 # Verified when the email is unknown, so that an unknown email takes as long as a wrong password.
 _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
+# Each argon2 verification takes the hasher's memory cost (64 MiB by default): at most this many at a time, so
+# that a burst of parallel sign-ins on the threaded server cannot exhaust memory (the others wait their turn).
+MAX_CONCURRENT_VERIFICATIONS = 4
+_verifications = threading.BoundedSemaphore(MAX_CONCURRENT_VERIFICATIONS)
 
 
 class AccountError(Exception):
@@ -102,30 +107,49 @@ def authenticate(engine: Engine, email: str, password: str, max_failed: int, loc
     with engine.connect() as connection:
         row = connection.execute(sa.select(db.users).where(db.users.c.email == email)).first() if email else None
     if row is None or not row.active:
-        try:
-            hasher.verify(_DUMMY_HASH, password or "-")
-        except VerificationError:
-            pass
+        _verify(_DUMMY_HASH, password or "-")
         return {"user": None, "outcome": "unknown"}
     now = time.time()
     if row.locked_until and row.locked_until > now:
+        _verify(_DUMMY_HASH, password or "-")  # answers no sooner than for an unlocked account
         return {"user": None, "outcome": "locked"}
-    try:
-        hasher.verify(row.password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        failed = (0 if row.locked_until else row.failed_logins) + 1  # a lock that ran out starts a new count
-        locks = failed >= max_failed
-        values: Dict[str, Any] = ({"failed_logins": 0, "locked_until": now + lock_seconds} if locks
-                                  else {"failed_logins": failed, "locked_until": None})
+    u = db.users.c
+    not_locked = sa.or_(u.locked_until.is_(None), u.locked_until <= now)
+    if not _verify(row.password_hash, password):
+        # Counted in SQL, so that parallel wrong passwords all count; the row stays locked (PostgreSQL) or the
+        # database is (SQLite) until the transaction ends, so the lock is decided on the latest count.
         with engine.begin() as connection:
-            connection.execute(db.users.update().where(db.users.c.id == row.id).values(**values))
-        return {"user": None, "outcome": "locked" if locks else "wrong"}
+            connection.execute(db.users.update().where(u.id == row.id).where(not_locked).values(
+                # a lock that ran out starts a new count
+                failed_logins=sa.case((u.locked_until.is_not(None), 1), else_=u.failed_logins + 1),
+                locked_until=None))
+            failed, locked_until = connection.execute(
+                sa.select(u.failed_logins, u.locked_until).where(u.id == row.id)).first()
+            if locked_until and locked_until > now:  # locked meanwhile by a parallel attempt
+                return {"user": None, "outcome": "locked"}
+            if failed >= max_failed:
+                connection.execute(db.users.update().where(u.id == row.id).values(
+                    failed_logins=0, locked_until=now + lock_seconds))
+                return {"user": None, "outcome": "locked"}
+        return {"user": None, "outcome": "wrong"}
     values = {"failed_logins": 0, "locked_until": None, "last_login_at": dt.datetime.now(dt.timezone.utc)}
     if hasher.check_needs_rehash(row.password_hash):
         values["password_hash"] = hasher.hash(password)
     with engine.begin() as connection:
-        connection.execute(db.users.update().where(db.users.c.id == row.id).values(**values))
+        signed_in = connection.execute(
+            db.users.update().where(u.id == row.id).where(not_locked).values(**values)).rowcount
+    if not signed_in:  # locked meanwhile by parallel wrong passwords
+        return {"user": None, "outcome": "locked"}
     return {"user": User(row.id, row.email), "outcome": "ok"}
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``, with at most MAX_CONCURRENT_VERIFICATIONS at a time."""
+    with _verifications:
+        try:
+            return hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
 
 
 def _token_id(token: str) -> str:

@@ -116,7 +116,18 @@ audit = sa.Table(
 
 
 def make_engine(url: URL | str) -> Engine:
-    return sa.create_engine(url, pool_pre_ping=True, future=True)
+    # hide_parameters: errors never carry the statement's values (visitor messages, password hashes) into
+    # logs or command output.
+    return sa.create_engine(url, pool_pre_ping=True, future=True, hide_parameters=True)
+
+
+def describe_error(error: BaseException) -> str:
+    """A short description of a database error for command output: its type and the first line of the
+    database's message (not the statement, nor the database's details, which may quote values)."""
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    message = lines[0].strip() if lines else ""
+    return f"{type(error).__name__}: {message[:200]}" if message else type(error).__name__
 
 
 def has_events(engine: Engine) -> bool:

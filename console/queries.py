@@ -70,6 +70,11 @@ def epoch(day: dt.date) -> float:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()
 
 
+def day_after(day: dt.date) -> Optional[dt.date]:
+    """The day after ``day``, or None after the last representable day (then there is no upper bound)."""
+    return None if day >= dt.date.max else day + dt.timedelta(days=1)
+
+
 def like_pattern(text: str) -> str:
     """``text`` as a LIKE pattern matching it anywhere, its wildcards taken literally."""
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -85,8 +90,8 @@ def conditions(filters: Filters) -> List[Any]:
     where: List[Any] = []
     if filters.date_from:
         where.append(c.started_at >= epoch(filters.date_from))
-    if filters.date_to:
-        where.append(c.started_at < epoch(filters.date_to + dt.timedelta(days=1)))
+    if filters.date_to and day_after(filters.date_to):
+        where.append(c.started_at < epoch(day_after(filters.date_to)))
     if filters.flag == "fallback":
         where.append(c.fallback == sa.true())
     elif filters.flag == "emergency":
@@ -237,8 +242,8 @@ def insight(engine: Engine, filters: Filters, unanswered_limit: int = 100) -> Di
         missed_where = []
         if filters.date_from:
             missed_where.append(u.at >= epoch(filters.date_from))
-        if filters.date_to:
-            missed_where.append(u.at < epoch(filters.date_to + dt.timedelta(days=1)))
+        if filters.date_to and day_after(filters.date_to):
+            missed_where.append(u.at < epoch(day_after(filters.date_to)))
         missed = [dict(row._mapping) for row in connection.execute(
             sa.select(db.unanswered).where(*missed_where).order_by(u.at.desc(), u.event_id.desc())
             .limit(unanswered_limit))]
@@ -258,9 +263,11 @@ def insight(engine: Engine, filters: Filters, unanswered_limit: int = 100) -> Di
 
 # Export -------------------------------------------------------------------------------------------------
 
-EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+# Any letters (not only ASCII) on both sides of the @, so that an address glued to words is redacted whole.
+EMAIL = re.compile(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 # Phone numbers: 7 or more digits, possibly with a leading +, spaces, dots, dashes and parentheses between.
-PHONE = re.compile(r"(?<![\w])\+?\(?\d(?:[\s().\-]*\d){6,14}(?![\w])")
+# Only digits around it end a number, so that numbers glued to words ("cell3105550134") are redacted too.
+PHONE = re.compile(r"(?<!\d)\+?\(?\d(?:[\s().\-]*\d){6,14}(?!\d)")
 
 
 def redact(text: Optional[str]) -> Optional[str]:

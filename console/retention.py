@@ -35,10 +35,13 @@ def apply(engine: Engine, days: int, dry_run: bool = False, now: Optional[float]
     e, r = db.events.c, consultation_requests.c
     counts = {"conversations": 0, "events": 0, "requests": 0}
     old_senders = []
+    # A conversation whose consultation request is still open is kept (the staff may still need it).
+    open_request = sa.exists().where(r.conversation_id == e.sender_id).where(r.status != "closed")
     if db.has_events(engine):
         with engine.connect() as connection:
             old_senders = [row[0] for row in connection.execute(
-                sa.select(e.sender_id).group_by(e.sender_id).having(sa.func.max(e.timestamp) < cutoff))]
+                sa.select(e.sender_id).where(~open_request).group_by(e.sender_id)
+                .having(sa.func.max(e.timestamp) < cutoff))]
     counts["conversations"] = len(old_senders)
     cutoff_dt = dt.datetime.fromtimestamp(cutoff, dt.timezone.utc)
     closed = sa.select(r.id).where(r.status == "closed").where(r.created_at < cutoff_dt)
@@ -52,11 +55,23 @@ def apply(engine: Engine, days: int, dry_run: bool = False, now: Optional[float]
                     sa.select(sa.func.count()).select_from(db.events)
                     .where(e.sender_id.in_(old_senders[start:start + BATCH]))).scalar() or 0
         return counts
+    # The delete checks again: a visitor who came back (or asked for a consultation) since the selection keeps
+    # the whole conversation.
+    recent = db.events.alias("recent")
+    deleted = []
     for start in range(0, len(old_senders), BATCH):
         batch = old_senders[start:start + BATCH]
+        came_back = sa.select(recent.c.sender_id).where(recent.c.sender_id.in_(batch)) \
+            .where(recent.c.timestamp >= cutoff)
         with engine.begin() as connection:
-            counts["events"] += connection.execute(db.events.delete().where(e.sender_id.in_(batch))).rowcount
-    summary.forget(engine, old_senders)
+            counts["events"] += connection.execute(
+                db.events.delete().where(e.sender_id.in_(batch)).where(e.sender_id.not_in(came_back))
+                .where(~open_request)).rowcount
+            kept = {row[0] for row in connection.execute(
+                sa.select(e.sender_id).where(e.sender_id.in_(batch)).distinct())}
+        deleted += [sender for sender in batch if sender not in kept]
+    counts["conversations"] = len(deleted)
+    summary.forget(engine, deleted)
     with engine.begin() as connection:
         for start in range(0, len(request_ids), BATCH):
             batch = request_ids[start:start + BATCH]
@@ -79,8 +94,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--days must be 1 or more")
     try:
         counts = apply(db.make_engine(database_url()), args.days, args.dry_run)
-    except (ConfigError, SQLAlchemyError) as error:
+    except ConfigError as error:
         print(f"Cannot use the database: {error}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as error:
+        print(f"Cannot use the database: {db.describe_error(error)}", file=sys.stderr)
         return 2
     verb = "Would delete" if args.dry_run else "Deleted"
     print(f"{verb} {counts['conversations']} conversations ({counts['events']} events) and "

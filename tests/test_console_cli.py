@@ -117,3 +117,25 @@ def test_a_missing_secret_key_is_generated_once_into_a_private_file(tmp_path, mo
 def test_the_default_key_file_is_git_ignored():
     ignored = subprocess.run(["git", "check-ignore", "-q", "var/console_secret_key"], cwd=ROOT)
     assert ignored.returncode == 0
+
+
+def test_database_errors_in_commands_show_the_error_not_the_values(url):
+    engine = db.make_engine(url)
+    now = time.time()
+    add_conversation(engine, "old-visitor-maria-lopez", [("call 3105550134", "inform", 0.9, "action_answer", "...")],
+                     at=now - 10 * 86400)
+    db.create_schema(engine)
+    auth.create_user(engine, "a@clinic.example", "first passphrase!")
+    with engine.begin() as connection:
+        connection.execute(sa.text("create trigger frozen_users before update on console_users "
+                                   "begin select raise(abort, 'frozen'); end"))
+        connection.execute(sa.text("create trigger frozen_events before delete on events "
+                                   "begin select raise(abort, 'frozen'); end"))
+    changed = run("console.users", "passwd", "a@clinic.example", "--password-stdin", url=url,
+                  stdin="second passphrase\n")
+    assert changed.returncode == 2
+    assert "IntegrityError: frozen" in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
+    assert "$argon2" not in changed.stderr and "[SQL" not in changed.stderr
+    deleted = run("console.retention", "--days", "7", url=url)
+    assert deleted.returncode == 2 and "IntegrityError: frozen" in deleted.stderr
+    assert "old-visitor" not in deleted.stderr and "[SQL" not in deleted.stderr

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import threading
 import time
 
 import pytest
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from flask import url_for
 
 from actions.store import consultation_requests, consultation_status_history
-from console import db, fixtures, retention, summary
+from console import auth, db, fixtures, queries, retention, summary
 from tests.console_support import (EMAIL, PASSWORD, add_conversation, add_request, audit_rows, csrf_of, make_app,
                                    sign_in, signed_in_client)
 
@@ -367,11 +368,14 @@ def test_new_events_appear_and_changed_conversations_are_recomputed(console):
 def test_retention_deletes_old_conversations_and_old_closed_requests_only(console):
     app, engine, _ = console
     old = NOW - 40 * DAY
-    add_conversation(engine, "conv-old", [("what causes fibromyalgia", "ask_causes", 0.9, "action_answer", "...")],
-                     at=old)
+    for sender in ("conv-old", "conv-old-contacted", "conv-old-new"):
+        add_conversation(engine, sender, [("what causes fibromyalgia", "ask_causes", 0.9, "action_answer", "...")],
+                         at=old)
     long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40)
     old_closed = add_request(engine, "conv-old", name="Old Closed", status="closed", created_at=long_ago)
-    old_open = add_request(engine, "conv-old", name="Old Open", status="contacted", created_at=long_ago)
+    # Requests still to be handled keep their conversations, whatever their age.
+    old_open = add_request(engine, "conv-old-contacted", name="Old Open", status="contacted", created_at=long_ago)
+    old_new = add_request(engine, "conv-old-new", name="Old New", status="new", created_at=long_ago)
     recent_closed = add_request(engine, "conv-booking", name="Recent Closed", status="closed")
     summary.refresh(engine, force=True)
     counts = retention.apply(engine, 30)
@@ -380,8 +384,9 @@ def test_retention_deletes_old_conversations_and_old_closed_requests_only(consol
         senders = {row[0] for row in connection.execute(sa.select(db.events.c.sender_id).distinct())}
         requests = {row[0] for row in connection.execute(sa.select(consultation_requests.c.id))}
         summaries = {row[0] for row in connection.execute(sa.select(db.conversations.c.sender_id))}
-    assert senders == summaries == {"conv-fallback", "conv-booking", "conv-emergency"}
-    assert old_closed not in requests and {old_open, recent_closed} <= requests
+    assert senders == summaries == {"conv-fallback", "conv-booking", "conv-emergency", "conv-old-contacted",
+                                    "conv-old-new"}
+    assert old_closed not in requests and {old_open, old_new, recent_closed} <= requests
     [entry] = audit_rows(engine, "retention")
     assert "1 conversations" in entry["detail"] and entry["actor"] == "retention"
     assert retention.apply(engine, 30) == {"conversations": 0, "events": 0, "requests": 0}
@@ -412,3 +417,205 @@ def test_bulk_generated_conversations_page_filter_and_export(url, monkeypatch):
     exported = json.loads(client.get("/export.json?flag=fallback").get_data(as_text=True))["conversations"]
     assert {item["conversation_id"] for item in exported} == fallback and fallback
     assert f"{len(emergency)} conversation" in page(client, "/conversations?flag=emergency")
+
+
+def test_retention_keeps_a_conversation_whose_visitor_came_back_during_the_run(console):
+    app, engine, _ = console
+    for sender in ("conv-back", "conv-gone"):
+        add_conversation(engine, sender, [("what causes fibromyalgia", "ask_causes", 0.9, "action_answer", "...")],
+                         at=NOW - 40 * DAY)
+    summary.refresh(engine, force=True)
+    with engine.connect() as connection:
+        before = connection.execute(sa.select(sa.func.count()).select_from(db.events)
+                                    .where(db.events.c.sender_id == "conv-back")).scalar()
+    other = db.make_engine(engine.url)
+    returned = []
+
+    def visitor_returns(conn, cursor, statement, parameters, context, executemany):
+        # Between the selection of old conversations and their deletion, the visitor writes again.
+        if statement.lstrip().upper().startswith("DELETE FROM EVENTS") and not returned:
+            returned.append(True)
+            add_conversation(other, "conv-back", [("I'm back", "greet", 0.9, "action_answer", "Welcome back")],
+                             at=time.time())
+
+    sa.event.listen(engine, "before_cursor_execute", visitor_returns)
+    try:
+        counts = retention.apply(engine, 30)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", visitor_returns)
+        other.dispose()
+    assert returned and counts["conversations"] == 1
+    with engine.connect() as connection:
+        back = connection.execute(sa.select(sa.func.count()).select_from(db.events)
+                                  .where(db.events.c.sender_id == "conv-back")).scalar()
+        gone = connection.execute(sa.select(sa.func.count()).select_from(db.events)
+                                  .where(db.events.c.sender_id == "conv-gone")).scalar()
+    assert gone == 0 and back > before  # the old messages are kept with the new ones
+    summary.refresh(engine)
+    assert queries.conversation(engine, "conv-back") is not None
+
+
+class CountingHasher:
+    """auth's hasher, counting verifications and the most that ran at the same time."""
+
+    def __init__(self, real):
+        self.real, self.calls, self.running, self.most = real, 0, 0, 0
+        self.lock = threading.Lock()
+
+    def verify(self, password_hash, password):
+        with self.lock:
+            self.calls += 1
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.01)
+            return self.real.verify(password_hash, password)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_parallel_wrong_passwords_lock_the_account(console, monkeypatch):
+    app, engine, _ = console
+    signed_in_client(app, engine)
+    counting = CountingHasher(auth.hasher)
+    monkeypatch.setattr(auth, "hasher", counting)
+    attempts = 40
+    clients = [app.test_client() for _ in range(attempts)]
+    tokens = [csrf_of(client.get("/login").get_data(as_text=True)) for client in clients]
+    start = threading.Barrier(attempts)
+    statuses, errors = [], []
+
+    def attempt(client, token):
+        try:
+            start.wait()
+            response = client.post("/login", data={"email": EMAIL, "password": "wrong password!!",
+                                                   "csrf_token": token})
+            statuses.append(response.status_code)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=attempt, args=pair) for pair in zip(clients, tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors and statuses == [401] * attempts
+    with engine.connect() as connection:
+        locked_until = connection.execute(sa.select(db.users.c.locked_until)).scalar()
+    assert locked_until and locked_until > time.time() + 60
+    # One argon2 verification per attempt, never more than the bound at the same time.
+    assert counting.calls == attempts and counting.most <= auth.MAX_CONCURRENT_VERIFICATIONS
+    # Every attempt counted: the first four were wrong, the fifth locked, the rest found it locked.
+    assert len(audit_rows(engine, "login_wrong")) == 4
+    assert len(audit_rows(engine, "login_locked")) == attempts - 4
+    assert sign_in(app.test_client()).status_code == 401  # even the right password, while locked
+
+
+def test_a_locked_account_takes_a_password_check_like_any_other(console, monkeypatch):
+    app, engine, _ = console
+    signed_in_client(app, engine)
+    with engine.begin() as connection:
+        connection.execute(db.users.update().values(locked_until=time.time() + 600))
+    counting = CountingHasher(auth.hasher)
+    monkeypatch.setattr(auth, "hasher", counting)
+    assert auth.authenticate(engine, EMAIL, "wrong password!!", 5, 60)["outcome"] == "locked"
+    assert auth.authenticate(engine, "nobody@clinic.example", "wrong password!!", 5, 60)["outcome"] == "unknown"
+    assert counting.calls == 2  # one argon2 verification each, as for a wrong password
+
+
+def test_database_errors_carry_no_values(url):
+    engine = db.make_engine(url)
+    secret = "call me at 3105550134, Maria Lopez"
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        with engine.connect() as connection:
+            connection.execute(sa.text("select * from no_such_table\nwhere :v = 'x'"), {"v": secret})
+    assert "3105550134" not in str(caught.value) and "hidden" in str(caught.value)
+    described = db.describe_error(caught.value)
+    assert described.startswith("ProgrammingError") or described.startswith("OperationalError")
+    assert "no_such_table" in described and "3105550134" not in described and "\n" not in described
+    engine.dispose()
+
+
+@pytest.mark.parametrize("query", ["date_to=9999-12-31", "date_from=0001-01-01&date_to=9999-12-31",
+                                   "date_from=9999-12-31"])
+def test_the_widest_dates_are_accepted(console, query):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    expected = [] if query.startswith("date_from=9999") else ["conv-emergency", "conv-booking", "conv-fallback"]
+    assert ids(page(client, "/conversations?" + query)) == expected
+    page(client, "/insight?" + query)
+    exported = json.loads(page(client, "/export.json?" + query))["conversations"]
+    assert [item["conversation_id"] for item in exported] == expected
+    page(client, "/export.csv?" + query)
+
+
+def test_a_non_ascii_csrf_token_is_refused_not_an_error(console):
+    app, engine, _ = console
+    signed_in_client(app, engine)
+    client = app.test_client()
+    client.get("/login")  # the session has a token
+    response = client.post("/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": "jeton-é"})
+    assert response.status_code == 400
+    signed = signed_in_client(app, engine)
+    assert signed.post("/logout", data={"csrf_token": "ü" * 43}).status_code == 400
+    assert signed.get("/conversations").status_code == 200  # still signed in
+
+
+def test_times_labelled_utc_are_shown_in_utc_whatever_the_session_time_zone(url, monkeypatch):
+    monkeypatch.setenv("CONSOLE_SECRET_KEY", "k" * 48)
+    postgres = url.startswith("postgresql")
+    if postgres:
+        url += "%20-ctimezone%3DAmerica/Los_Angeles"
+    app, engine = make_app(url)
+    if postgres:
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("show timezone")).scalar() == "America/Los_Angeles"
+    noon = dt.datetime(2024, 3, 5, 12, 0, tzinfo=dt.timezone.utc)
+    request_id = add_request(engine, "conv-noon", created_at=noon)
+    with engine.begin() as connection:
+        connection.execute(consultation_requests.update().values(
+            status="contacted", status_changed_by="noon@clinic.example", status_changed_at=noon))
+        connection.execute(consultation_status_history.insert().values(
+            request_id=request_id, old_status="new", new_status="contacted", changed_by="noon@clinic.example",
+            changed_at=noon))
+        connection.execute(db.audit.insert().values(at=noon, actor="noon@clinic.example", action="noon_check"))
+    client = signed_in_client(app, engine)
+    requests_html = page(client, "/requests")
+    assert requests_html.count("2024-03-05 12:00") == 3  # received, status changed, history
+    assert "2024-03-05 04:00" not in requests_html
+    audit_html = page(client, "/audit")
+    assert "2024-03-05 12:00" in audit_html and "2024-03-05 04:00" not in audit_html
+    engine.dispose()
+
+
+def test_the_audit_log_pages_through_every_entry(console):
+    app, engine, _ = console
+    client = signed_in_client(app, engine)
+    at = dt.datetime.now(dt.timezone.utc)
+    with engine.begin() as connection:
+        connection.execute(db.audit.insert(), [
+            {"at": at, "actor": "bulk@clinic.example", "action": "bulk", "detail": f"entry-{n:03}"}
+            for n in range(150)])
+    first = page(client, "/audit")
+    assert "entry-149" in first and "entry-000" not in first and 'rel="next"' in first
+    assert "page 1 of 2" in first
+    second = page(client, "/audit?page=2")
+    assert "entry-000" in second and "entry-149" not in second and 'rel="next"' not in second
+    assert "page 2 of 2" in second
+
+
+def test_redaction_catches_numbers_and_addresses_glued_to_words(console):
+    app, engine, _ = console
+    add_conversation(engine, "conv-glued", [
+        ("cell3105550134 or x3105550134, mail:josé@exemple.fr and contactmaria@example.com", "inform", 0.9,
+         "consultation_form", "Thanks."),
+        ("tel+1 (310) 555-0134.", "inform", 0.9, "consultation_form", "Thanks."),
+    ])
+    client = signed_in_client(app, engine)
+    exported = json.loads(page(client, "/export.json?q=conv-glued&redact=1"))["conversations"]
+    texts = [m["text"] for m in exported[0]["messages"] if m["speaker"] == "visitor"]
+    assert texts == ["cell[phone] or x[phone], mail:[email] and [email]", "tel[phone]."]
