@@ -1,0 +1,5 @@
+// The demo page's one call to the widget, with the values web/server.py put on <body>.
+ClinicChat.init({
+  serverUrl: document.body.dataset.chatServer,
+  phone: document.body.dataset.clinicPhone
+});
