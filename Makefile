@@ -21,11 +21,14 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
+WEB_DEPS := web/node_modules/.package-lock.json
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 NLU_DATA := $(wildcard data/*.yml)
 MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard components/*.py)
 
 .PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe requests clean \
-	console staff-user retention bench-console
+	console staff-user retention bench-console chromium
 
 help:
 	@echo "make run    set up what is missing, train if needed, start the assistant (Ctrl-C stops it)"
@@ -50,7 +53,16 @@ $(MODEL): $(VENV)/.installed $(MODEL_INPUTS)
 
 model: $(MODEL)
 
-run: $(MODEL)
+# The widget's socket.io client, from the npm registry, served locally (no CDN).
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+chromium:
+	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+run: $(MODEL) $(WEB_DEPS)
 	$(PY) scripts/serve.py
 
 validate: $(VENV)/.installed
@@ -62,10 +74,10 @@ test-stories: $(MODEL)
 test-unit: setup
 	$(PY) -m pytest tests -m "not e2e"
 
-test-e2e: $(MODEL)
+test-e2e: $(MODEL) $(WEB_DEPS) chromium
 	$(PY) -m pytest tests -m e2e
 
-test: validate $(MODEL)
+test: validate $(MODEL) $(WEB_DEPS) chromium
 	$(MAKE) --no-print-directory test-stories
 	$(PY) -m pytest tests
 
