@@ -42,8 +42,8 @@ ANSWERED_IN_FORM = (
 # How sure the classifier must be before "stop" ends the form even though the text could be an
 # answer ("never mind" looks like a name), and before a question that is not an answer is handed to
 # its rule. Emergency and crisis always end the form.
-STOP_CONFIDENCE = 0.7
-INTERRUPT_CONFIDENCE = 0.5
+STOP_CONFIDENCE = 0.5
+INTERRUPT_CONFIDENCE = 0.4
 
 # --- Validators: plain functions of the visitor's text ---------------------------------------------
 
