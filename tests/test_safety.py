@@ -62,6 +62,7 @@ def test_crisis_wins_when_both_appear(knowledge):
 
 @pytest.mark.parametrize("text, intent", [
     ("I need to call 911 right now", "emergency"),
+    ("where is the closest emergency room, my legs are numb", "emergency"),
     ("my genitals went numb after I lifted a box", "emergency"),
     ("everyone would be better off without me", "crisis"),
 ])
