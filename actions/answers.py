@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Text
+import re
+from typing import Any, Dict, Optional, Text
 
 from rasa_sdk import Tracker
 from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
@@ -12,15 +13,42 @@ from actions.base import ClinicAction, EventList, latest_intent, latest_text, sa
 from actions.knowledge import THERAPY_ENTITY, TREATMENT_INTENT, Knowledge, Reply, Topic
 
 THERAPY_SLOT = "therapy"
+# "Does it help?" right after a treatment's answer is about that treatment; "what else is there?" is not.
+_REFERS_BACK = re.compile(r"\b(it|that|this|them|those|these)\b", re.IGNORECASE)
+_ASKS_FOR_OVERVIEW = re.compile(r"\b(options?|treatments|therap(y|ies)|ways?|else|other|others|all|list|treat(ed)?|cure)\b",
+                                re.IGNORECASE)
 
 
-def therapy_asked(knowledge: Knowledge, tracker: Tracker) -> Topic | None:
-    """The treatment the latest message asks about: its entity, else a mention in its text."""
+def therapy_named(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
+    """The treatment the latest message names: its entity, else a mention (or misspelling) in its text."""
     for value in tracker.get_latest_entity_values(THERAPY_ENTITY):
         therapy = knowledge.therapy_from_value(value)
         if therapy:
             return therapy
     return knowledge.therapy_in_text(latest_text(tracker))
+
+
+def therapy_asked(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
+    """The treatment a treatment question is about: the one it names, or, for a follow-up such as
+    "does it help?", the treatment the previous answer was about."""
+    therapy = therapy_named(knowledge, tracker)
+    text = latest_text(tracker)
+    if therapy is None and _REFERS_BACK.search(text) and not _ASKS_FOR_OVERVIEW.search(text):
+        therapy = knowledge.therapy_from_value(previous_answer_therapy(tracker))
+    return therapy
+
+
+def previous_answer_therapy(tracker: Tracker) -> Optional[str]:
+    """The treatment the assistant's previous turn answered about, if it was one."""
+    users_seen = 0
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            users_seen += 1
+            if users_seen == 2:
+                return None
+        elif users_seen == 1 and event.get("event") == "slot" and event.get("name") == THERAPY_SLOT:
+            return event.get("value")
+    return None
 
 
 class ActionAnswer(ClinicAction):
@@ -52,12 +80,20 @@ class ActionAnswer(ClinicAction):
 
 
 class ActionFallback(ClinicAction):
-    """Says what the assistant can help with and offers the phone number."""
+    """Says what the assistant can help with and offers the phone number.
+
+    A message the classifier was unsure of that names one of the article's treatments ("swimming?")
+    gets that treatment's answer instead.
+    """
 
     def name(self) -> Text:
         return "action_fallback"
 
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
+        therapy = therapy_named(self.knowledge, tracker)
+        if therapy is not None:
+            say(dispatcher, self.knowledge.answer(therapy))
+            return [SlotSet(THERAPY_SLOT, therapy.key)]
         say(dispatcher, self.knowledge.fallback)
         return []
 

@@ -52,6 +52,32 @@ def test_a_misspelt_treatment_the_entity_ruler_missed_is_still_answered(dispatch
     assert contains_all(texts(dispatcher)[0], THERAPY_PHRASES["water_therapy"])
 
 
+def previous_turn_about(therapy):
+    return [{"event": "user", "text": "what is water therapy"}, {"event": "action", "name": "action_answer"},
+            {"event": "slot", "name": "therapy", "value": therapy}, {"event": "bot", "text": "..."},
+            {"event": "action", "name": "action_listen"}, {"event": "user", "text": "does it help?"}]
+
+
+@pytest.mark.parametrize("text, expected", [("does it really help?", "water_therapy"),
+                                            ("how does that work", "water_therapy"),
+                                            ("what other treatments are there", None),
+                                            ("how is it treated", None)])
+def test_a_follow_up_is_about_the_treatment_just_answered(dispatcher, domain, text, expected):
+    tracker = make_tracker("ask_treatment", text, events=previous_turn_about("water_therapy"))
+    events = run(ActionAnswer(), dispatcher, tracker, domain)
+    if expected:
+        assert contains_all(texts(dispatcher)[0], THERAPY_PHRASES[expected]) and SlotSet("therapy", expected) in events
+    else:
+        assert contains_all(texts(dispatcher)[0], TOPIC_PHRASES["treatments"])
+
+
+def test_an_older_treatment_answer_is_not_a_follow_up(dispatcher, domain):
+    events = previous_turn_about("water_therapy") + [{"event": "bot", "text": "..."},
+                                                     {"event": "user", "text": "does it help"}]
+    run(ActionAnswer(), dispatcher, make_tracker("ask_treatment", "does it help", events=events), domain)
+    assert contains_all(texts(dispatcher)[0], TOPIC_PHRASES["treatments"])
+
+
 def test_a_treatment_question_naming_none_gets_the_overview_with_treatment_buttons(knowledge, dispatcher, domain):
     events = run(ActionAnswer(), dispatcher, make_tracker("ask_treatment", "how is it treated"), domain)
     [message] = dispatcher.messages
@@ -89,6 +115,12 @@ def test_the_fallback_says_what_it_can_do_and_gives_the_phone(dispatcher, domain
     [message] = dispatcher.messages
     assert PHONE in message["text"] and "fibromyalgia" in message["text"]
     assert {"title": "Request a consultation", "payload": "/request_consultation"} in message["buttons"]
+
+
+def test_an_unclear_message_naming_a_treatment_gets_that_treatment(dispatcher, domain):
+    events = run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "swimming??"), domain)
+    assert contains_all(texts(dispatcher)[0], THERAPY_PHRASES["gentle_exercise"])
+    assert events == [SlotSet("therapy", "gentle_exercise")]
 
 
 def test_a_conversation_starts_with_the_disclaimer_once(knowledge, dispatcher, domain):
