@@ -142,6 +142,7 @@ class Knowledge:
     crisis_text: str
     emergency_patterns: Tuple[re.Pattern, ...]
     crisis_patterns: Tuple[re.Pattern, ...]
+    medical_advice_patterns: Tuple[re.Pattern, ...]
     booking: Mapping[str, Any]
     consultation_title: str
     _synonyms: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -524,6 +525,8 @@ def load_knowledge(folder: Optional[Path] = None) -> Knowledge:
         crisis_text=render(_get(crisis, "text", safety_path, "crisis"), safety_path, "crisis.text"),
         emergency_patterns=_compile_patterns(emergency, safety_path, "emergency"),
         crisis_patterns=_compile_patterns(crisis, safety_path, "crisis"),
+        medical_advice_patterns=_compile_patterns(_get(safety, "medical_advice", safety_path, kind=dict),
+                                                  safety_path, "medical_advice"),
         booking=booking,
         consultation_title=consultation_title,
         _synonyms=_synonym_map(therapies, topics_path),

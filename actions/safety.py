@@ -1,8 +1,8 @@
 """Emergency and crisis routing, which takes priority over everything else.
 
 :func:`classify` is the keyword safety net (patterns from ``knowledge/safety.yml``); the NLU pipeline
-runs it on every message (``components/safety_net.py``) so that a red flag is routed even when the
-trained classifier misses it. :class:`ActionSafety` gives the reply and ends any form in progress.
+runs it on every message (``components/safety_net.py``) so that a red flag is routed, and a request for
+medical advice refused, even when the trained classifier misses it. :class:`ActionSafety` gives the reply and ends any form in progress.
 """
 
 from __future__ import annotations
@@ -19,15 +19,18 @@ from actions.slots import reset_booking
 
 EMERGENCY_INTENT = "emergency"
 CRISIS_INTENT = "crisis"
+MEDICAL_ADVICE_INTENT = "medical_advice"
 SAFETY_INTENTS = (EMERGENCY_INTENT, CRISIS_INTENT)
 
 
 def classify(text: str, knowledge: Knowledge) -> Optional[str]:
-    """``crisis`` or ``emergency`` if ``text`` matches a safety pattern (crisis first), else None."""
-    if any(pattern.search(text) for pattern in knowledge.crisis_patterns):
-        return CRISIS_INTENT
-    if any(pattern.search(text) for pattern in knowledge.emergency_patterns):
-        return EMERGENCY_INTENT
+    """The intent a safety pattern gives ``text``: ``crisis``, ``emergency`` or ``medical_advice``,
+    checked in that order; None if no pattern matches."""
+    for intent, patterns in ((CRISIS_INTENT, knowledge.crisis_patterns),
+                             (EMERGENCY_INTENT, knowledge.emergency_patterns),
+                             (MEDICAL_ADVICE_INTENT, knowledge.medical_advice_patterns)):
+        if any(pattern.search(text) for pattern in patterns):
+            return intent
     return None
 
 

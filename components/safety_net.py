@@ -1,8 +1,9 @@
-"""An NLU component that routes emergency and crisis messages whatever the classifier predicted.
+"""An NLU component that routes emergency, crisis and medical-advice messages whatever the classifier
+predicted.
 
 It runs after the intent classifier and before the ``FallbackClassifier``. When a message matches a
-pattern of ``knowledge/safety.yml`` the intent becomes ``crisis`` or ``emergency`` with confidence
-1.0, so the safety rules answer it at any point of the conversation. The patterns are read from the
+pattern of ``knowledge/safety.yml`` the intent becomes ``crisis``, ``emergency`` or ``medical_advice``
+with confidence 1.0, so their rules answer it at any point of the conversation. The patterns are read from the
 knowledge files when the model is loaded.
 """
 

@@ -34,6 +34,7 @@ ORDINARY = [
     "is back pain after a long walk normal with fibro",
     "I fell last year, could that have caused my fibromyalgia",
     "what is the point of biofeedback",
+    "what is this fibromyalgia thing my sister has",
     "how do I end the chat",
     "my pain is killing me but it's the usual fibro flare",
     "can sleep aids help me sleep through the night",
@@ -65,6 +66,37 @@ def test_crisis_wins_when_both_appear(knowledge):
     ("where is the closest emergency room, my legs are numb", "emergency"),
     ("my genitals went numb after I lifted a box", "emergency"),
     ("everyone would be better off without me", "crisis"),
+    ("how many sleeping pills would it take to not wake up", "crisis"),
 ])
 def test_more_ways_of_saying_it(knowledge, text, intent):
     assert classify(text, knowledge) == intent
+
+
+MEDICAL_ADVICE = [
+    "I ache all over and I'm exhausted, do I have fibromyalgia?",
+    "my joints hurt when touched, could this be fibro",
+    "how many mg of duloxetine is safe",
+    "what dosage of amitriptyline should my mom take",
+    "can I stop taking my antidepressants if I feel better",
+    "should I double my pain meds tonight",
+    "is it ok to mix ibuprofen with sleeping pills",
+    "I want to quit my meds",
+]
+NOT_MEDICAL_ADVICE = [
+    "what is fibromyalgia",
+    "who gets fibro",
+    "what medications are used for fibromyalgia",
+    "can I take water therapy classes at your clinic",
+    "do antidepressants help fibromyalgia",
+    "should I book a consultation",
+]
+
+
+@pytest.mark.parametrize("text", MEDICAL_ADVICE)
+def test_requests_for_personal_medical_advice_are_refused(knowledge, text):
+    assert classify(text, knowledge) == "medical_advice"
+
+
+@pytest.mark.parametrize("text", NOT_MEDICAL_ADVICE)
+def test_questions_about_the_article_are_not_refused(knowledge, text):
+    assert classify(text, knowledge) is None
