@@ -37,3 +37,17 @@ def test_every_domain_action_is_served_by_the_action_server(domain):
 
 def test_the_domain_holds_no_answer_texts(domain):
     assert not domain.get("responses")
+
+
+def test_no_training_example_contradicts_the_safety_net(knowledge):
+    """The safety patterns override the classifier: a training example they would move to another
+    intent is mislabelled (or a pattern is too broad)."""
+    from actions.safety import classify
+    contradictions = []
+    for item in load("data/nlu.yml")["nlu"]:
+        for line in item["examples"].splitlines():
+            text = line[2:].strip() if line.startswith("- ") else ""
+            routed = classify(text, knowledge) if text else None
+            if routed and routed != item["intent"]:
+                contradictions.append((item["intent"], routed, text))
+    assert contradictions == []
