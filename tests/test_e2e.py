@@ -83,6 +83,13 @@ def test_gibberish_gets_the_fallback_with_the_phone(servers):
     assert PHONE in answer and "fibromyalgia" in answer
 
 
+@pytest.mark.parametrize("message", ["", "   "])
+def test_an_empty_message_still_gets_an_answer(servers, message):
+    visitor = Visitor(servers)
+    visitor.says("hello")
+    assert PHONE in visitor.says(message)
+
+
 def test_medical_advice_is_refused(servers):
     answer = Visitor(servers).says("how many mg of amitriptyline should I take tonight")
     assert "can't give medical advice" in answer
