@@ -81,6 +81,7 @@ MEDICAL_ADVICE = [
     "should I double my pain meds tonight",
     "is it ok to mix ibuprofen with sleeping pills",
     "I want to quit my meds",
+    "would it hurt to take an extra pill tonight",
 ]
 NOT_MEDICAL_ADVICE = [
     "what is fibromyalgia",
