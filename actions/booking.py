@@ -16,14 +16,14 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Text
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
 from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
 from actions.safety import SAFETY_INTENTS
-from actions.slots import CHANGING_SLOT, FAILURES_SLOT, reset_booking
+from actions.slots import CHANGING_SLOT, FAILURES_SLOT, end_booking, reset_booking
 from actions.store import ConsultationRequest, RequestStore, database_url
 
 logger = logging.getLogger(__name__)
@@ -433,8 +433,8 @@ class ActionCancelConsultation(ClinicAction):
         return "action_cancel_consultation"
 
     def events_on_failure(self, tracker: Tracker) -> EventList:
-        return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_booking()]
+        return end_booking()
 
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
         dispatcher.utter_message(text=self.knowledge.booking["cancelled"])
-        return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_booking()]
+        return end_booking()

@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Text
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, say
 from actions.knowledge import Knowledge, Reply
-from actions.slots import reset_booking
+from actions.slots import end_booking
 
 EMERGENCY_INTENT = "emergency"
 CRISIS_INTENT = "crisis"
@@ -51,4 +50,4 @@ class ActionSafety(ClinicAction):
 
     def events_on_failure(self, tracker: Tracker) -> EventList:
         # Whatever was in progress (a consultation request) ends here, and its details are dropped.
-        return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_booking()]
+        return end_booking()

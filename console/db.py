@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Optional
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import URL, Engine
 
 from actions import store
@@ -122,8 +123,11 @@ def make_engine(url: URL | str) -> Engine:
 
 
 def describe_error(error: BaseException) -> str:
-    """A short description of a database error for command output: its type and the first line of the
-    database's message (not the statement, nor the database's details, which may quote values)."""
+    """A short description of a database or configuration error for command output: for a database
+    error, its type and the first line of the database's message (not the statement, nor the database's
+    details, which may quote values)."""
+    if not isinstance(error, SQLAlchemyError):  # a configuration error: its message names the setting
+        return str(error)
     cause = getattr(error, "orig", None) or error
     lines = str(cause).strip().splitlines()
     message = lines[0].strip() if lines else ""

@@ -94,10 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--days must be 1 or more")
     try:
         counts = apply(db.make_engine(database_url()), args.days, args.dry_run)
-    except ConfigError as error:
-        print(f"Cannot use the database: {error}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as error:
+    except (ConfigError, SQLAlchemyError) as error:
         print(f"Cannot use the database: {db.describe_error(error)}", file=sys.stderr)
         return 2
     verb = "Would delete" if args.dry_run else "Deleted"

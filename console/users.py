@@ -62,10 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except auth.AccountError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
-    except ConfigError as error:
-        print(f"Cannot use the database: {error}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as error:
+    except (ConfigError, SQLAlchemyError) as error:
         print(f"Cannot use the database: {db.describe_error(error)}", file=sys.stderr)
         return 2
     return 0
