@@ -38,7 +38,7 @@ def commands(env: Dict[str, str]) -> Dict[str, List[str]]:
         "actions": [sys.executable, "-m", "actions",
                     "--host", env.get("ACTION_SERVER_HOST", "127.0.0.1"),
                     "--port", env.get("ACTION_SERVER_PORT", "5055")],
-        "rasa": [str(BIN / "rasa"), "run", "--model", env.get("RASA_MODEL", "models/clinic.tar.gz"),
+        "rasa": [sys.executable, "-m", "rasa_ext", "run", "--model", env.get("RASA_MODEL", "models/clinic.tar.gz"),
                  "--endpoints", env.get("RASA_ENDPOINTS", "endpoints.yml"),
                  "--credentials", env.get("RASA_CREDENTIALS", "build/credentials.yml"),
                  "--interface", rasa_host, "--port", env.get("RASA_PORT", "5005")],

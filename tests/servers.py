@@ -64,7 +64,7 @@ class Servers:
         return self
 
     def _start_rasa(self) -> None:
-        self._start("rasa", [str(Path(sys.executable).parent / "rasa"), "run", "--model", str(MODEL),
+        self._start("rasa", [sys.executable, "-m", "rasa_ext", "run", "--model", str(MODEL),
                              "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
                              "--interface", "127.0.0.1", "--port", str(self.rasa_port)])
 
