@@ -7,10 +7,12 @@ of the project runs the same patched code (:func:`rasa_ext.patches.apply`).
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
+    os.umask(0o077)  # the database, logs and anything else this process writes are private
     from rasa_ext import patches
 
     patches.apply()
