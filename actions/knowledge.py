@@ -137,6 +137,7 @@ class Knowledge:
     fallback: Reply
     topic_footer: str
     error_text: str
+    technical_problem: str
     disclaimer: str
     emergency_text: str
     crisis_text: str
@@ -520,6 +521,8 @@ def load_knowledge(folder: Optional[Path] = None) -> Knowledge:
         fallback=reply(fallback_parts),
         topic_footer=render(_get(replies_data, "topic_footer", replies_path), replies_path, "topic_footer"),
         error_text=render(_get(replies_data, "error", replies_path), replies_path, "error"),
+        technical_problem=render(_get(replies_data, "technical_problem", replies_path), replies_path,
+                                 "technical_problem"),
         disclaimer=render(_get(replies_data, "disclaimer", replies_path), replies_path, "disclaimer"),
         emergency_text=render(_get(emergency, "text", safety_path, "emergency"), safety_path, "emergency.text"),
         crisis_text=render(_get(crisis, "text", safety_path, "crisis"), safety_path, "crisis.text"),
