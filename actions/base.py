@@ -10,6 +10,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.knowledge import Knowledge, Reply, get_knowledge
+from actions.limits import bounded
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ def latest_intent(tracker: Tracker) -> tuple[Optional[str], float]:
 
 
 def latest_text(tracker: Tracker) -> str:
-    """The visitor's latest message as typed (or the payload of the button clicked)."""
-    return str((tracker.latest_message or {}).get("text") or "")
+    """The visitor's latest message as typed (or the payload of the button clicked), cut to the length
+    every pattern may see (:mod:`actions.limits`)."""
+    text = (tracker.latest_message or {}).get("text")
+    return bounded(text if isinstance(text, str) else "")
 
 
 class ClinicAction(Action, abc.ABC):

@@ -22,6 +22,7 @@ from rasa_sdk.forms import FormValidationAction
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
 from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
+from actions.limits import bounded
 from actions.safety import SAFETY_INTENTS
 from actions.slots import CHANGING_SLOT, FAILURES_SLOT, end_booking, reset_booking
 from actions.store import ConsultationRequest, RequestStore, database_url
@@ -47,8 +48,14 @@ INTERRUPT_CONFIDENCE = 0.4
 
 # --- Validators: plain functions of the visitor's text ---------------------------------------------
 
-_PHONE = re.compile(r"(?<![\d+])(\+?1[\s.-]*)?\(?(\d{3})\)?[\s.-]*(\d{3})[\s.-]*(\d{4})(?!\d)")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Every pattern here is linear in the length of the text it sees, and sees at most MAX_TEXT_CHARS of it
+# (``bounded``): no unbounded run may be retried from every position (tests/test_redos.py).
+_PHONE = re.compile(r"(?<![\d+])(\+?1[\s.-]{0,3})?\(?(\d{3})\)?[\s.-]{0,3}(\d{3})[\s.-]{0,3}(\d{4})(?!\d)")
+# An address starts where a run of address characters starts (the look-behind), so a long run without
+# "@" is read once, not once per starting position; parts are bounded as RFC 5321 bounds them (a local
+# part of 64 characters, labels of 63).
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
+                    r"\.[A-Za-z]{2,63}")
 _NAME_PREFIX = re.compile(
     r"^(?:(?:hi|hello|hey|yes|ok|okay|sure)[,!.\s]+)?(?:my\s+name\s+is|my\s+name's|name\s+is|name's|"
     r"i\s+am|i'm|im|it\s+is|it's|its|this\s+is|call\s+me|the\s+name\s+is)\s+", re.IGNORECASE)
@@ -97,7 +104,7 @@ def normalise_phone(text: str) -> Optional[str]:
     Accepts (310) 555-0134, 310.555.0134, 310-555-0134, 3105550134, +1 310 555 0134 and the like.
     Area codes and exchanges cannot start with 0 or 1.
     """
-    for match in _PHONE.finditer(text or ""):
+    for match in _PHONE.finditer(bounded(text)):
         area, exchange, line = match.group(2), match.group(3), match.group(4)
         if area[0] in "01" or exchange[0] in "01":
             continue
@@ -113,7 +120,7 @@ def display_phone(e164: str) -> str:
 
 def find_email(text: str) -> Optional[str]:
     """The first email address in ``text``, lower-cased, else None."""
-    match = _EMAIL.search(text or "")
+    match = _EMAIL.search(bounded(text))
     if not match or len(match.group(0)) > 254:  # longer addresses do not exist (RFC 5321)
         return None
     return match.group(0).lower()
@@ -121,18 +128,18 @@ def find_email(text: str) -> Optional[str]:
 
 def is_skip(text: str) -> bool:
     """Whether the visitor declines an optional question ("skip", "no thanks", "I don't have one")."""
-    return bool(_SKIP.match((text or "").strip()))
+    return bool(_SKIP.match(bounded(text).strip()))
 
 
 def looks_like_question(text: str) -> bool:
     """Whether ``text`` reads as a question rather than an answer."""
-    text = (text or "").strip()
+    text = bounded(text).strip()
     return "?" in text or bool(_QUESTION_START.match(text))
 
 
 def clean_name(text: str) -> Optional[str]:
     """The person's name in an answer like "I'm Maria Lopez", else None."""
-    name = _NAME_PREFIX.sub("", (text or "").strip()).strip(" .,!")
+    name = _NAME_PREFIX.sub("", bounded(text).strip()).strip(" .,!")
     words = set(re.findall(r"[^\W\d_]+", name.lower()))
     if not (2 <= len(name) <= 80) or len(name.split()) > 5 or words & _NOT_NAME_WORDS:
         return None
@@ -143,7 +150,7 @@ def clean_name(text: str) -> Optional[str]:
 
 def free_text(text: str, limit: int = 300) -> Optional[str]:
     """An answer in the visitor's own words (a call-back time, a reason), else None."""
-    text = re.sub(r"\s+", " ", (text or "").strip())
+    text = re.sub(r"\s+", " ", bounded(text).strip())
     if len(text) < 2 or text.startswith("/") or looks_like_question(text) or _NON_ANSWERS.match(text):
         return None
     return text[:limit]
@@ -286,6 +293,7 @@ class ValidateConsultationForm(ConsultationFormValidation):
     def _corrections(text: str) -> Dict[Text, Any]:
         """New values given at the summary, e.g. "no, my number is 310 555 0134"."""
         corrections: Dict[Text, Any] = {}
+        text = bounded(text)
         phone = normalise_phone(text)
         if phone:
             corrections["phone"] = phone

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from actions import settings
+from actions.limits import bounded
 
 # The topics, treatments and replies the assistant must be able to give. A knowledge folder missing
 # any of them is refused at start-up.
@@ -183,8 +184,8 @@ class Knowledge:
         """The therapy a message mentions: the longest synonym found, else a close misspelling."""
         if not text:
             return None
-        words = _normalise(text)
-        found = [s for s in self._synonyms if re.search(rf"(?<!\w){re.escape(s)}(?!\w)", words)]
+        words = _normalise(bounded(text))  # bounded: this runs on the action server's one event loop
+        found = [s for s in self._synonyms if s in words and re.search(rf"(?<!\w){re.escape(s)}(?!\w)", words)]
         if found:
             return self.therapies[self._synonyms[max(found, key=len)]]
         return self._therapy_by_spelling(words.split())
@@ -192,11 +193,13 @@ class Knowledge:
     def _therapy_by_spelling(self, words: Sequence[str]) -> Optional[Topic]:
         long_synonyms = [s for s in self._synonyms if len(s) >= 6]
         best: Tuple[float, Optional[str]] = (0.0, None)
+        seen = set()  # each distinct chunk is compared once: repeated words cost nothing
         for size in (1, 2, 3):
             for start in range(len(words) - size + 1):
                 chunk = " ".join(words[start:start + size])
-                if len(chunk) < 6:
+                if len(chunk) < 6 or chunk in seen:
                     continue
+                seen.add(chunk)
                 for match in difflib.get_close_matches(chunk, long_synonyms, n=1, cutoff=0.84):
                     ratio = difflib.SequenceMatcher(None, chunk, match).ratio()
                     if ratio > best[0]:

@@ -14,6 +14,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, say
 from actions.knowledge import Knowledge, Reply
+from actions.limits import bounded
 from actions.slots import end_booking
 
 EMERGENCY_INTENT = "emergency"
@@ -24,7 +25,11 @@ SAFETY_INTENTS = (EMERGENCY_INTENT, CRISIS_INTENT)
 
 def classify(text: str, knowledge: Knowledge) -> Optional[str]:
     """The intent a safety pattern gives ``text``: ``crisis``, ``emergency`` or ``medical_advice``,
-    checked in that order; None if no pattern matches."""
+    checked in that order; None if no pattern matches.
+
+    The patterns see at most :data:`~actions.limits.MAX_TEXT_CHARS` characters, the channels' own
+    message limit, so no message is cut and none can make them slow (tests/test_redos.py)."""
+    text = bounded(text)
     for intent, patterns in ((CRISIS_INTENT, knowledge.crisis_patterns),
                              (EMERGENCY_INTENT, knowledge.emergency_patterns),
                              (MEDICAL_ADVICE_INTENT, knowledge.medical_advice_patterns)):
