@@ -1,16 +1,23 @@
-"""Starts the action server after checking the knowledge files and the database settings.
+"""Starts the action server after checking the knowledge files, the database settings and its secret.
 
-Usage: ``python -m actions [--host HOST] [--port PORT]``. The server listens on 127.0.0.1:5055 unless
-told otherwise (``--host`` or ``ACTION_SERVER_HOST``): it has no authentication of its own, so only
-the Rasa server on the same machine should reach it.
+Usage: ``ACTION_SERVER_TOKEN=… python -m actions [--host HOST] [--port PORT]``. The server listens on
+127.0.0.1:5055 unless told otherwise (``--host`` or ``ACTION_SERVER_HOST``).
+
+Only the Rasa server may call it: every request but ``GET /health`` must carry the shared secret
+``ACTION_SERVER_TOKEN`` in the ``X-Action-Token`` header (the endpoints files send it; contracts #5), and
+``/webhook`` takes JSON only. rasa-sdk's own server has no authentication and its error handler sends
+the request body (the whole conversation) back; :func:`build_app` builds rasa-sdk's app with
+``create_app`` and adds what it lacks, rather than patching it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import logging
 import os
 import sys
+import traceback
 from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,6 +26,77 @@ from actions.knowledge import KnowledgeError, get_knowledge
 from actions.store import ConfigError, RequestStore, database_url
 
 logger = logging.getLogger("actions")
+
+TOKEN_ENV = "ACTION_SERVER_TOKEN"
+TOKEN_HEADER = "X-Action-Token"
+MIN_TOKEN_CHARS = 16
+# Paths anyone on the machine may call: the supervisor's health check.
+OPEN_PATHS = frozenset({"/health"})
+
+
+def read_token() -> str:
+    """The shared secret from the environment, refused (:class:`ConfigError`) when missing or too short."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise ConfigError(f"{TOKEN_ENV} is not set (the secret the Rasa server sends as {TOKEN_HEADER}; "
+                         "make run sets a random one)")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(f"{TOKEN_ENV} must be at least {MIN_TOKEN_CHARS} characters "
+                         "(use e.g. python -c 'import secrets; print(secrets.token_hex(32))')")
+    return token
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def build_app(token: str):  # -> sanic.Sanic (imported late: rasa_sdk configures Sanic on import)
+    """rasa-sdk's action server app with the project's actions, the token check, JSON only, and errors
+    that never echo the request."""
+    from sanic import response
+    from sanic.exceptions import SanicException
+    from rasa_sdk.endpoint import create_app
+
+    app = create_app("actions", cors_origins="")
+    expected = token.encode("utf-8")
+
+    @app.middleware("request")
+    async def authenticate(request):
+        """401 without the secret (compared in constant time), 415 for a body that is not JSON."""
+        if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
+            return None
+        given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "replace")
+        if not hmac.compare_digest(given, expected):
+            return response.json({"error": "unauthorized"}, status=401)
+        if request.method == "POST" and _media_type(request.headers.get("Content-Type", "")) != "application/json":
+            return response.json({"error": "the body must be application/json"}, status=415)
+        return None
+
+    async def plain_error(request, exception: Exception):
+        """Replaces rasa-sdk's handler, which returns ``request_body`` (the conversation) to the caller.
+
+        Logs the route and the error's type and stack only: an error's message may quote visitor text.
+        """
+        if isinstance(exception, SanicException):
+            status = int(getattr(exception, "status_code", 500) or 500)
+            if status >= 500:
+                logger.error("Request to %s failed: %s", request.path, type(exception).__name__)
+            return response.json({"error": _status_text(status)}, status=status)
+        stack = "".join(traceback.format_tb(exception.__traceback__))
+        logger.error("Request to %s failed: %s\n%s", request.path, type(exception).__name__, stack)
+        return response.json({"error": "internal error"}, status=500)
+
+    app.error_handler.add(Exception, plain_error)
+    return app
+
+
+def _status_text(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return "error"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -33,6 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         knowledge = get_knowledge()
         url = database_url()
+        token = read_token()
     except (KnowledgeError, ConfigError) as error:
         print(f"The action server cannot start: {error}", file=sys.stderr)
         return 2
@@ -44,10 +123,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # Answers still work; a consultation request will tell the visitor to call instead.
         logger.warning("The consultation requests table is not reachable yet: %s", error.__class__.__name__)
 
-    os.environ["SANIC_HOST"] = args.host
-    from rasa_sdk import endpoint  # imported late: it configures logging and Sanic on import
+    from rasa_sdk import utils
+    from rasa_sdk.plugin import plugin_manager
 
-    endpoint.run("actions", port=args.port, cors_origins="")
+    app = build_app(token)
+    plugin_manager().hook.attach_sanic_app_extensions(app=app)
+    logger.info("Action server on http://%s:%d (requests need %s)", args.host, args.port, TOKEN_HEADER)
+    app.run(args.host, args.port, workers=utils.number_of_sanic_workers(), access_log=False)
     return 0
 
 

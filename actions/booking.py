@@ -22,10 +22,11 @@ from rasa_sdk.forms import FormValidationAction
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
 from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
-from actions.limits import bounded
+from actions.limits import bounded, consultation_limits
 from actions.safety import SAFETY_INTENTS
 from actions.slots import CHANGING_SLOT, FAILURES_SLOT, end_booking, reset_booking
-from actions.store import ConsultationRequest, RequestStore, database_url
+from actions.store import (CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore,
+                           database_url)
 
 logger = logging.getLogger(__name__)
 
@@ -387,8 +388,54 @@ class ActionAskConfirmed(ClinicAction):
         return []
 
 
+_CLIENT = re.compile(r"[0-9a-f]{16}")
+
+
+def client_of(tracker: Tracker) -> Optional[str]:
+    """The channel's pseudonymous client id of the latest message (contracts #4), if well-formed."""
+    metadata = (tracker.latest_message or {}).get("metadata")
+    client = metadata.get("client") if isinstance(metadata, dict) else None
+    return client if isinstance(client, str) and _CLIENT.fullmatch(client) else None
+
+
+def _same_text(parse: Parser) -> Parser:
+    """A validator that accepts a stored value only when parsing gives it back unchanged."""
+    return lambda value: value if parse(value) == value else None
+
+
+def _optional(parse: Parser) -> Parser:
+    return lambda value: SKIPPED if value == SKIPPED else parse(value)
+
+
+# Each slot of a request as the form's own validators would have read it. A request that reaches the
+# submission with any other value did not come through the form (a forged action call, a tampered
+# tracker) and is not stored.
+REVALIDATE: Dict[str, Parser] = {
+    # A stored name is name-shaped itself ("Its Bitsy" from "it's its bitsy" would not survive a second
+    # clean_name unchanged, but is what the form stored).
+    "name": lambda value: value if clean_name(value) and _NAME.match(value) and len(value) <= 80 else None,
+    "phone": _same_text(normalise_phone),
+    "callback_time": _same_text(free_text),
+    "email": _optional(_same_text(find_email)),
+    "reason": _optional(_same_text(lambda text: free_text(text, limit=1000))),
+}
+
+
+def invalid_fields(tracker: Tracker) -> List[str]:
+    """The request's fields whose slot value the form's validators would not have given (names only)."""
+    invalid = []
+    for field, parse in REVALIDATE.items():
+        value = tracker.get_slot(field)
+        if field in OPTIONAL_BOOKING_FIELDS and value is None:
+            continue
+        if not isinstance(value, str) or parse(value) is None:
+            invalid.append(field)
+    return invalid
+
+
 class ActionSubmitConsultation(ClinicAction):
-    """Stores the confirmed request once and tells the visitor what happens next."""
+    """Checks the confirmed request again, stores it once within the abuse limits, and tells the visitor
+    what happens next (or to call)."""
 
     _store: Optional[RequestStore] = None
 
@@ -409,7 +456,12 @@ class ActionSubmitConsultation(ClinicAction):
 
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
         booking = self.knowledge.booking
-        if not tracker.get_slot("confirmed"):
+        # The form ends only with "confirmed" True: anything else did not come through it either.
+        invalid = invalid_fields(tracker) + ([] if tracker.get_slot("confirmed") is True else ["confirmed"])
+        if invalid:
+            logger.warning("Consultation request of conversation %s refused: invalid %s", tracker.sender_id,
+                           ", ".join(invalid))
+            dispatcher.utter_message(text=booking["invalid_request"])
             return reset_booking()
         confirmation = booking["submitted"].format(**summary_values(tracker, self.knowledge))
         optional = {field: None if tracker.get_slot(field) in (None, SKIPPED) else tracker.get_slot(field)
@@ -420,15 +472,21 @@ class ActionSubmitConsultation(ClinicAction):
             name=tracker.get_slot("name"),
             phone=tracker.get_slot("phone"),
             callback_time=tracker.get_slot("callback_time"),
+            client=client_of(tracker),
             **optional,
         )
         try:
-            created = self.store().save(request)
+            outcome = self.store().submit(request, consultation_limits())
         except Exception:  # noqa: BLE001 - any database failure: the visitor must call instead
             logger.exception("Could not save the consultation request of conversation %s", tracker.sender_id)
             dispatcher.utter_message(text=booking["save_failed"])
             return reset_booking()
-        if not created:
+        if outcome in (CONVERSATION_LIMIT, CLIENT_LIMIT):
+            logger.warning("Consultation request of conversation %s refused: %s", tracker.sender_id,
+                           outcome.replace("_", " "))
+            dispatcher.utter_message(text=booking[outcome])
+            return reset_booking()
+        if outcome == DUPLICATE:
             logger.info("Consultation request of conversation %s was already stored", tracker.sender_id)
         dispatcher.utter_message(text=confirmation)
         return reset_booking()

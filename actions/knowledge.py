@@ -456,7 +456,8 @@ def _load_booking(files: _Files, clinic_values: Mapping[str, str]) -> Dict[str, 
         fields[name] = {part: render(_get(raw, part, path, f"fields.{name}"), f"fields.{name}.{part}")
                         for part in ("ask", "retry")}
     booking: Dict[str, Any] = {"fields": fields}
-    for key in ("second_failure", "not_given", "which_field", "submitted", "save_failed", "cancelled"):
+    for key in ("second_failure", "not_given", "which_field", "submitted", "save_failed", "cancelled",
+                "invalid_request", "conversation_limit", "client_limit"):
         booking[key] = render(_get(data, key, path), key)
     buttons = _get(data, "confirm_buttons", path, kind=dict)
     booking["confirm_send"] = _get(buttons, "send", path, "confirm_buttons")

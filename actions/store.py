@@ -7,6 +7,7 @@ when configured), or ``CLINIC_DB_URL`` when set. The table is created if missing
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -39,7 +40,12 @@ consultation_requests = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("status_changed_at", sa.DateTime(timezone=True)),
     sa.Column("status_changed_by", sa.String(120)),
+    # The channel's pseudonymous client (contracts #4: 16 hex characters of an HMAC of the address), for
+    # the per-client limit; None when the channel gave none.
+    sa.Column("client", sa.String(16), index=True),
 )
+# Columns added after the table was first created: create_table adds them to an existing table.
+ADDED_COLUMNS = ("client",)
 # Every status change, oldest first: who changed what and when (the request keeps only the latest).
 consultation_status_history = sa.Table(
     "consultation_status_history",
@@ -51,6 +57,11 @@ consultation_status_history = sa.Table(
     sa.Column("changed_by", sa.String(120), nullable=False),
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+def _lock_key(text: str) -> int:
+    """A signed 64-bit PostgreSQL advisory lock key for ``text``."""
+    return int.from_bytes(hashlib.sha256(f"consultation_requests|{text}".encode()).digest()[:8], "big", signed=True)
 
 
 class ConfigError(Exception):
@@ -68,6 +79,29 @@ class ConsultationRequest:
     callback_time: str
     email: Optional[str] = None
     reason: Optional[str] = None
+    client: Optional[str] = None
+
+
+# What :meth:`RequestStore.submit` did with a request.
+CREATED = "created"
+DUPLICATE = "duplicate"
+CONVERSATION_LIMIT = "conversation_limit"
+CLIENT_LIMIT = "client_limit"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many requests one conversation and one client may store within ``window`` (0: no limit)."""
+
+    per_conversation: int
+    per_client: int
+    window: dt.timedelta
+
+
+class _OverLimit(Exception):
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 _ENV = re.compile(r"\$\{([^}:]+)\}")
@@ -136,8 +170,54 @@ class RequestStore:
         self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, future=True, hide_parameters=True)
 
     def create_table(self) -> None:
-        """Creates the table and its indexes if they do not exist."""
+        """Creates the tables and their indexes if they do not exist, and adds the columns a table
+        created by an earlier version lacks."""
         metadata.create_all(self.engine)
+        existing = {column["name"] for column in sa.inspect(self.engine).get_columns("consultation_requests")}
+        for name in ADDED_COLUMNS:
+            if name in existing:
+                continue
+            column = consultation_requests.c[name]
+            kind = column.type.compile(dialect=self.engine.dialect)
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql(f"ALTER TABLE consultation_requests ADD COLUMN {name} {kind}")
+            for index in consultation_requests.indexes:
+                if [c.name for c in index.columns] == [name]:
+                    index.create(self.engine, checkfirst=True)
+
+    def submit(self, request: ConsultationRequest, limits: Limits) -> str:
+        """Stores ``request`` unless it is a duplicate or over a limit; returns :data:`CREATED`,
+        :data:`DUPLICATE`, :data:`CONVERSATION_LIMIT` or :data:`CLIENT_LIMIT`.
+
+        The request is inserted first and the window counted after, in one transaction that is rolled
+        back when over a limit. The insert holds SQLite's write lock until the end, and on PostgreSQL
+        an advisory lock per conversation and per client is taken first, so that simultaneous requests
+        on several action servers cannot all pass a count that none of them has joined yet.
+        """
+        now = dt.datetime.now(dt.timezone.utc)
+        since = now - limits.window
+        r = consultation_requests.c
+        row = {**request.__dict__, "status": "new", "created_at": now}
+        checks = [(CONVERSATION_LIMIT, r.conversation_id, request.conversation_id, limits.per_conversation)]
+        if request.client:
+            checks.append((CLIENT_LIMIT, r.client, request.client, limits.per_client))
+        checks = [check for check in checks if check[3] > 0]
+        try:
+            with self.engine.begin() as connection:
+                if self.engine.dialect.name == "postgresql":
+                    for key in sorted(_lock_key(f"{check[0]}|{check[2]}") for check in checks):
+                        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+                connection.execute(consultation_requests.insert().values(**row))
+                for outcome, column, value, limit in checks:
+                    count = connection.execute(sa.select(sa.func.count()).select_from(consultation_requests)
+                                               .where(column == value, r.created_at >= since)).scalar()
+                    if count > limit:
+                        raise _OverLimit(outcome)
+        except IntegrityError:
+            return DUPLICATE
+        except _OverLimit as over:
+            return over.outcome
+        return CREATED
 
     def save(self, request: ConsultationRequest) -> bool:
         """Stores ``request``; False if a request with the same key is already stored."""

@@ -4,6 +4,7 @@ fresh SQLite database for conversations and consultation requests."""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -44,10 +45,15 @@ class Servers:
         self.endpoints = folder / "endpoints.yml"
         self.endpoints.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
+            "  headers:\n    X-Action-Token: ${ACTION_SERVER_TOKEN}\n"
             f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.db}\n")
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CLINIC_ENDPOINTS": str(self.endpoints),
                     "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         self.env.pop("CLINIC_DB_URL", None)
+        # The secret both servers share (contracts #5): Rasa sends it, the action server requires it.
+        if not self.env.get("ACTION_SERVER_TOKEN"):
+            self.env["ACTION_SERVER_TOKEN"] = secrets.token_hex(32)
+        self.token = self.env["ACTION_SERVER_TOKEN"]
         self.processes: Dict[str, subprocess.Popen] = {}
 
     @property
