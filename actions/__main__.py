@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from actions.knowledge import KnowledgeError, get_knowledge
+from actions.limits import consultation_limits
 from actions.store import ConfigError, RequestStore, database_url
 
 logger = logging.getLogger("actions")
@@ -112,11 +113,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         knowledge = get_knowledge()
         url = database_url()
         token = read_token()
-    except (KnowledgeError, ConfigError) as error:
+        limits = consultation_limits()
+    except (KnowledgeError, ConfigError, ValueError) as error:
         print(f"The action server cannot start: {error}", file=sys.stderr)
         return 2
     logger.info("Knowledge loaded: %d topics, %d treatments, clinic phone %s",
                 len(knowledge.topics), len(knowledge.therapies), knowledge.clinic.phone)
+    logger.info("Consultation requests: at most %s per conversation and %s per client in %d hours (0: no limit)",
+                limits.per_conversation, limits.per_client, limits.window.total_seconds() // 3600)
     try:
         RequestStore(url).create_table()
     except SQLAlchemyError as error:

@@ -154,7 +154,7 @@ def free_text(text: str, limit: int = 300) -> Optional[str]:
     text = re.sub(r"\s+", " ", bounded(text).strip())
     if len(text) < 2 or text.startswith("/") or looks_like_question(text) or _NON_ANSWERS.match(text):
         return None
-    return text[:limit]
+    return text[:limit].rstrip()  # rstrip: a second reading of the stored value gives it back unchanged
 
 
 def request_key(conversation_id: str, form_started_at: Any) -> str:

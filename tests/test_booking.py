@@ -7,6 +7,7 @@ import asyncio
 import pytest
 import sqlalchemy as sa
 from rasa_sdk.events import ActiveLoop, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
 
 from actions import booking
 from actions.booking import (ActionAskConfirmed, ActionCancelConsultation, ActionSubmitConsultation,
@@ -268,3 +269,96 @@ def test_a_submission_that_fails_unexpectedly_still_clears_the_request(monkeypat
     assert SlotSet("confirmed", None) in events and SlotSet("name", None) in events
     assert PHONE in texts(dispatcher)[0]
     assert not sa.inspect(sa.create_engine(sqlite_url)).has_table("consultation_requests")  # nothing was written
+
+
+# --- Submission: every slot checked again, and abuse limits ----------------------------------------------
+
+@pytest.mark.parametrize("forged", [
+    {"name": "<script>alert(1)</script>"}, {"name": "=cmd|' /C calc'!A0"}, {"phone": "=+13105550134"},
+    {"phone": "+13105550134 "}, {"phone": "+10105550134"}, {"callback_time": "?"}, {"callback_time": 7},
+    {"email": "maria@example"}, {"email": "MARIA@example.com"}, {"reason": "/restart"}, {"confirmed": "true"},
+    {"confirmed": None},
+])
+def test_a_request_the_form_would_not_have_accepted_is_not_stored(sqlite_url, dispatcher, domain, forged, caplog):
+    tracker = submitted()
+    tracker.slots.update(forged)
+    events = run(ActionSubmitConsultation(), dispatcher, tracker, domain)
+    [text] = texts(dispatcher)
+    assert "couldn't send your request" in text and PHONE in text
+    assert SlotSet("name", None) in events
+    engine = sa.create_engine(sqlite_url)
+    assert not sa.inspect(engine).has_table("consultation_requests") or RequestStore(sqlite_url).find("conv-1") == []
+    assert "refused: invalid" in caplog.text and "conv-1" in caplog.text
+    assert all(str(value) not in caplog.text for value in forged.values() if value not in (None, 7))
+
+
+def test_every_value_the_form_gives_passes_the_second_check(sqlite_url, dispatcher, domain):
+    slots = {"name": clean_name("it's Dr. mary-ann o'neil"), "phone": normalise_phone("(424) 555-9876"),
+             "callback_time": free_text("  Tuesday   after 3 pm "), "email": find_email("Me: J.Doe+x@Mail.co.uk"),
+             "reason": free_text("back pain " * 150, limit=1000), "confirmed": True}
+    tracker = submitted()
+    tracker.slots.update(slots)
+    run(ActionSubmitConsultation(), dispatcher, tracker, domain)
+    assert "has been sent" in texts(dispatcher)[0]
+    [row] = RequestStore(sqlite_url).find("conv-1")
+    assert row["name"] == slots["name"] and row["reason"] == slots["reason"]
+
+
+def with_client(tracker, client):
+    tracker.latest_message["metadata"] = {"client": client}
+    return tracker
+
+
+def test_a_conversation_stores_at_most_its_limit_then_gets_a_polite_reply(sqlite_url, knowledge, domain, monkeypatch,
+                                                                          caplog):
+    monkeypatch.setenv("CLINIC_MAX_REQUESTS_PER_CONVERSATION", "2")
+    replies = []
+    for started in (1.0, 2.0, 3.0):
+        dispatcher = CollectingDispatcher()
+        events = run(ActionSubmitConsultation(), dispatcher, submitted(started), domain)
+        replies.append(texts(dispatcher)[0])
+    assert len(RequestStore(sqlite_url).find("conv-1")) == 2
+    assert "has been sent" in replies[1]
+    assert replies[2] == knowledge.booking["conversation_limit"] and PHONE in replies[2]
+    assert SlotSet("name", None) in events
+    assert "conversation conv-1 refused: conversation limit" in caplog.text and "Maria" not in caplog.text
+
+
+def test_a_client_stores_at_most_its_limit_across_conversations(sqlite_url, knowledge, domain, monkeypatch):
+    monkeypatch.setenv("CLINIC_MAX_REQUESTS_PER_CLIENT", "2")
+    replies = []
+    for sender in ("conv-a", "conv-b", "conv-c"):
+        dispatcher = CollectingDispatcher()
+        run(ActionSubmitConsultation(), dispatcher, with_client(submitted(sender=sender), "a1b2c3d4e5f60718"), domain)
+        replies.append(texts(dispatcher)[0])
+    assert replies[2] == knowledge.booking["client_limit"] and PHONE in replies[2]
+    assert RequestStore(sqlite_url).find("conv-c") == []
+    # Another client, and a visitor without a (well-formed) client, are not affected.
+    for sender, client in (("conv-d", "0000000000000000"), ("conv-e", None), ("conv-f", "not-a-client-id!")):
+        dispatcher = CollectingDispatcher()
+        tracker = with_client(submitted(sender=sender), client) if client else submitted(sender=sender)
+        run(ActionSubmitConsultation(), dispatcher, tracker, domain)
+        assert "has been sent" in texts(dispatcher)[0], sender
+    assert RequestStore(sqlite_url).find("conv-f")[0]["client"] is None
+
+
+@pytest.mark.parametrize("variable, value", [("CLINIC_MAX_REQUESTS_PER_CONVERSATION", "two"),
+                                             ("CLINIC_MAX_REQUESTS_PER_CLIENT", "-1"),
+                                             ("CLINIC_REQUEST_LIMIT_HOURS", "0")])
+def test_bad_limit_settings_are_refused_by_name(monkeypatch, variable, value):
+    from actions.limits import consultation_limits
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        consultation_limits()
+
+
+def test_limit_settings_come_from_the_environment(monkeypatch):
+    from actions.limits import consultation_limits
+
+    assert (consultation_limits().per_conversation, consultation_limits().per_client) == (2, 5)
+    monkeypatch.setenv("CLINIC_MAX_REQUESTS_PER_CONVERSATION", "0")
+    monkeypatch.setenv("CLINIC_MAX_REQUESTS_PER_CLIENT", "9")
+    monkeypatch.setenv("CLINIC_REQUEST_LIMIT_HOURS", "2")
+    limits = consultation_limits()
+    assert (limits.per_conversation, limits.per_client, limits.window.total_seconds()) == (0, 9, 7200)

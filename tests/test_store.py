@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
+import threading
 
 import pytest
 import sqlalchemy as sa
 
-from actions.store import (ConfigError, ConsultationRequest, RequestStore, database_url,
-                           url_from_tracker_store)
+from actions.store import (CLIENT_LIMIT, CONVERSATION_LIMIT, CREATED, DUPLICATE, ConfigError, ConsultationRequest,
+                           Limits, RequestStore, consultation_requests, database_url, url_from_tracker_store)
 
 from tests.conftest import ROOT
 
@@ -92,3 +94,100 @@ def test_the_requests_command_lists_requests(tmp_path):
     empty = subprocess.run([sys.executable, "-m", "actions.requests", "--status", "closed"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60)
     assert empty.returncode == 0 and "No consultation requests" in empty.stdout
+
+
+# --- Abuse limits, counted in the database ----------------------------------------------------------------
+
+LIMITS = Limits(per_conversation=2, per_client=3, window=dt.timedelta(hours=24))
+
+
+def limited(key, conversation="c1", client=None):
+    return ConsultationRequest(request_key=key, conversation_id=conversation, name="Maria Lopez",
+                               phone="+13105550134", callback_time="mornings", client=client)
+
+
+def exercise_limits(store: RequestStore) -> None:
+    store.create_table()
+    assert store.submit(limited("a1", "c1", "00112233aabbccdd"), LIMITS) == CREATED
+    assert store.submit(limited("a1", "c1", "00112233aabbccdd"), LIMITS) == DUPLICATE  # confirmed twice
+    assert store.submit(limited("a2", "c1", "00112233aabbccdd"), LIMITS) == CREATED
+    assert store.submit(limited("a3", "c1", "00112233aabbccdd"), LIMITS) == CONVERSATION_LIMIT
+    assert store.submit(limited("b1", "c2", "00112233aabbccdd"), LIMITS) == CREATED  # 3rd for the client
+    assert store.submit(limited("b2", "c2", "00112233aabbccdd"), LIMITS) == CLIENT_LIMIT
+    assert store.submit(limited("d1", "c3", "ffeeddccbbaa9988"), LIMITS) == CREATED  # another client
+    assert store.submit(limited("e1", "c4"), LIMITS) == CREATED  # no client: only the conversation counts
+    assert store.submit(limited("e2", "c4"), LIMITS) == CREATED
+    assert store.submit(limited("e3", "c4"), LIMITS) == CONVERSATION_LIMIT
+    rows = store.list()
+    assert sorted(row["request_key"] for row in rows) == ["a1", "a2", "b1", "d1", "e1", "e2"]
+    assert {row["client"] for row in rows} == {"00112233aabbccdd", "ffeeddccbbaa9988", None}
+    unlimited = Limits(per_conversation=0, per_client=0, window=dt.timedelta(hours=24))
+    assert store.submit(limited("a4", "c1", "00112233aabbccdd"), unlimited) == CREATED  # 0: no limit
+    # Requests older than the window do not count.
+    with store.engine.begin() as connection:
+        old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=25)
+        connection.execute(consultation_requests.update().where(consultation_requests.c.conversation_id == "c4")
+                           .values(created_at=old))
+    assert store.submit(limited("e4", "c4"), LIMITS) == CREATED
+
+
+def test_limits_on_sqlite(tmp_path):
+    exercise_limits(RequestStore(f"sqlite:///{tmp_path / 'conversations.db'}"))
+
+
+@pytest.mark.postgres
+def test_limits_on_postgresql(pg_schema_url):
+    exercise_limits(RequestStore(pg_schema_url))
+
+
+def race(url: str, submissions: int = 8) -> list:
+    """``submissions`` requests of one conversation and one client at the same moment, each from its own
+    store (as from several action servers)."""
+    stores = [RequestStore(url) for _ in range(submissions)]
+    stores[0].create_table()
+    barrier = threading.Barrier(submissions)
+    outcomes = [None] * submissions
+
+    def submit(index: int) -> None:
+        barrier.wait()
+        outcomes[index] = stores[index].submit(limited(f"r{index}", "same", "0123456789abcdef"), LIMITS)
+
+    threads = [threading.Thread(target=submit, args=(index,)) for index in range(submissions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(stores[0].find("same")) == LIMITS.per_conversation
+    return outcomes
+
+
+def test_simultaneous_requests_cannot_pass_the_limit_together_on_sqlite(tmp_path):
+    outcomes = race(f"sqlite:///{tmp_path / 'conversations.db'}")
+    assert sorted(outcomes).count(CREATED) == LIMITS.per_conversation
+
+
+@pytest.mark.postgres
+def test_simultaneous_requests_cannot_pass_the_limit_together_on_postgresql(pg_schema_url):
+    outcomes = race(pg_schema_url)
+    assert outcomes.count(CREATED) == LIMITS.per_conversation
+    assert outcomes.count(CONVERSATION_LIMIT) == len(outcomes) - LIMITS.per_conversation
+
+
+def old_table(engine: sa.engine.Engine) -> None:
+    """The requests table as the previous version created it, without the ``client`` column."""
+    old = sa.MetaData()
+    sa.Table("consultation_requests", old, *(sa.Column(c.name, c.type, primary_key=c.primary_key)
+                                             for c in consultation_requests.columns if c.name != "client"))
+    old.create_all(engine)
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_table_from_the_previous_version_gets_the_client_column(tmp_path, request, database):
+    url = f"sqlite:///{tmp_path / 'c.db'}" if database == "sqlite" else request.getfixturevalue("pg_schema_url")
+    store = RequestStore(url)
+    old_table(store.engine)
+    assert "client" not in {c["name"] for c in sa.inspect(store.engine).get_columns("consultation_requests")}
+    store.create_table()
+    store.create_table()
+    assert "client" in {c["name"] for c in sa.inspect(store.engine).get_columns("consultation_requests")}
+    assert store.submit(limited("k", "c", "0123456789abcdef"), LIMITS) == CREATED
