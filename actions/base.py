@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 import logging
+import sys
+import traceback
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
@@ -15,6 +17,17 @@ from actions.limits import bounded
 logger = logging.getLogger(__name__)
 
 EventList = List[Dict[Text, Any]]
+
+
+def log_failure(log: logging.Logger, message: str, *args: Any) -> None:
+    """Logs the exception being handled with ``message``: its type and stack, never its own text.
+
+    An exception's message can quote what it failed on (a visitor's text, a slot's value), and logs
+    must carry conversation ids only.
+    """
+    error_type, _, stack = sys.exc_info()
+    name = error_type.__name__ if error_type else "error"
+    log.error(f"{message} ({name})\n%s", *args, "".join(traceback.format_tb(stack)).rstrip())
 
 
 def say(dispatcher: CollectingDispatcher, reply: Reply) -> None:
@@ -41,7 +54,7 @@ class ClinicAction(Action, abc.ABC):
 
     Subclasses implement :meth:`respond`. If it raises, the visitor gets an apology with the clinic's
     phone number instead of silence, and the error is logged with the conversation id (never the
-    visitor's text, which may hold personal data).
+    visitor's text, which may hold personal data, nor the error's message, which may quote it).
     """
 
     @property
@@ -53,7 +66,7 @@ class ClinicAction(Action, abc.ABC):
         try:
             return await self.respond(dispatcher, tracker, domain)
         except Exception:  # noqa: BLE001 - the visitor must get an answer whatever failed
-            logger.exception("Action %s failed in conversation %s", self.name(), tracker.sender_id)
+            log_failure(logger, "Action %s failed in conversation %s", self.name(), tracker.sender_id)
             dispatcher.messages.clear()
             dispatcher.utter_message(text=self.knowledge.error_text)
             return self.events_on_failure(tracker)

@@ -20,7 +20,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 
-from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
+from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, say
 from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
 from actions.limits import bounded, consultation_limits
 from actions.safety import SAFETY_INTENTS
@@ -478,7 +478,7 @@ class ActionSubmitConsultation(ClinicAction):
         try:
             outcome = self.store().submit(request, consultation_limits())
         except Exception:  # noqa: BLE001 - any database failure: the visitor must call instead
-            logger.exception("Could not save the consultation request of conversation %s", tracker.sender_id)
+            log_failure(logger, "Could not save the consultation request of conversation %s", tracker.sender_id)
             dispatcher.utter_message(text=booking["save_failed"])
             return reset_booking()
         if outcome in (CONVERSATION_LIMIT, CLIENT_LIMIT):

@@ -148,3 +148,17 @@ def test_a_failing_action_apologises_with_the_phone_instead_of_going_silent(monk
     assert events == []
     [text] = texts(dispatcher)
     assert "went wrong" in text and PHONE in text and "boom" not in text
+
+
+def test_a_failure_is_logged_with_the_conversation_id_but_never_the_errors_text(monkeypatch, dispatcher, domain,
+                                                                                 caplog):
+    """An exception's message can quote the visitor's text; the log keeps its type and stack only."""
+    def broken(knowledge, tracker):
+        raise ValueError(f"could not read {tracker.latest_message['text']!r}")
+
+    monkeypatch.setattr("actions.answers.therapy_asked", broken)
+    tracker = make_tracker("ask_treatment", "my name is Maria Lopez, 310 555 0134", sender_id="conv-log-1")
+    run(ActionAnswer(), dispatcher, tracker, domain)
+    assert "Action action_answer failed in conversation conv-log-1 (ValueError)" in caplog.text
+    assert "therapy_asked" in caplog.text or "answers.py" in caplog.text  # the stack is kept
+    assert "Maria" not in caplog.text and "0134" not in caplog.text
