@@ -33,12 +33,12 @@ MARKER = "Zanzibar-7f3e"  # visitor text that must never come back in a response
 class ActionServer:
     """``python -m actions`` on a free port with its own SQLite database."""
 
-    def __init__(self, folder: Path, token: Optional[str] = None) -> None:
+    def __init__(self, folder: Path, token: Optional[str] = None, db_url: Optional[str] = None) -> None:
         self.folder = folder
         self.token = token or secrets.token_hex(32)
         self.port = free_port()
-        self.db_url = f"sqlite:///{folder / 'conversations.db'}"
-        self.log_path = folder / "actions.log"
+        self.db_url = db_url or f"sqlite:///{folder / 'conversations.db'}"
+        self.log_path = folder / f"actions-{self.port}.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ACTION_SERVER_TOKEN": self.token, "CLINIC_DB_URL": self.db_url}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "actions", "--port", str(self.port)], cwd=ROOT,
@@ -238,6 +238,36 @@ def test_the_same_request_through_the_form_is_stored(server):
     [row] = RequestStore(server.db_url).find(sender)
     assert (row["name"], row["phone"], row["email"], row["reason"]) == ("Maria Lopez", "+13105550134",
                                                                           "maria@example.com", None)
+
+
+@pytest.mark.postgres
+def test_two_action_servers_share_the_limits_in_postgresql(tmp_path, pg_schema_url):
+    """Six confirmations of one conversation at once, spread over two action servers: two are stored."""
+    token = secrets.token_hex(32)
+    servers = [ActionServer(tmp_path, token, pg_schema_url) for _ in range(2)]
+    try:
+        sender, client = uuid.uuid4().hex, "0123456789abcdef"
+        calls = [submission(GOOD, sender, client) for _ in range(6)]
+        for index, call in enumerate(calls):
+            call["events"][0]["timestamp"] = 1700000000.0 + index  # six different forms
+        replies: Dict[int, str] = {}
+        barrier = threading.Barrier(len(calls))
+
+        def confirm(index: int) -> None:
+            barrier.wait()
+            replies[index] = texts_of(servers[index % 2].call("action_submit_consultation", calls[index]))
+
+        threads = [threading.Thread(target=confirm, args=(index,)) for index in range(len(calls))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert len(RequestStore(pg_schema_url).find(sender)) == 2
+        assert sum("has been sent" in text for text in replies.values()) == 2
+        assert sum("haven't sent this one" in text and PHONE in text for text in replies.values()) == 4
+    finally:
+        for server in servers:
+            server.stop()
 
 
 # --- Start-up and logs -------------------------------------------------------------------------------------
