@@ -209,6 +209,17 @@ class ConsultationFormValidation(FormValidationAction, abc.ABC):
     def knowledge(self) -> Knowledge:
         return get_knowledge()
 
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
+        """Like every action (``ClinicAction``), answers even when reading the answer fails: an apology
+        with the phone number, and the form asks the same question again."""
+        try:
+            return await super().run(dispatcher, tracker, domain)
+        except Exception:  # noqa: BLE001 - the visitor must get an answer whatever failed
+            log_failure(logger, "Action %s failed in conversation %s", self.name(), tracker.sender_id)
+            dispatcher.messages.clear()
+            dispatcher.utter_message(text=self.knowledge.error_text)
+            return []
+
     async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                     domain: Dict[Text, Any]) -> List[EventType]:
         # Extraction already validated every value; there is no second pass.

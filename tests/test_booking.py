@@ -362,3 +362,16 @@ def test_limit_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("CLINIC_REQUEST_LIMIT_HOURS", "2")
     limits = consultation_limits()
     assert (limits.per_conversation, limits.per_client, limits.window.total_seconds()) == (0, 9, 7200)
+
+
+def test_the_form_validation_answers_even_when_reading_an_answer_fails(monkeypatch, dispatcher, domain, caplog):
+    def broken(text):
+        raise RuntimeError(text)
+
+    monkeypatch.setattr(booking, "normalise_phone", broken)
+    tracker = form_tracker("phone", "my number is 310 555 0134", sender_id="conv-broken")
+    events = run(ValidateConsultationForm(), dispatcher, tracker, domain)
+    assert events == []  # the form asks the same question again
+    [text] = texts(dispatcher)
+    assert "went wrong" in text and PHONE in text
+    assert "conv-broken (RuntimeError)" in caplog.text and "0134" not in caplog.text
