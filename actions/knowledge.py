@@ -17,6 +17,8 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import sre_constants
+import sre_parse
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,6 +415,26 @@ def _check_refs(related: Iterable[str], refs: Sequence[str], path: Path, where: 
             raise KnowledgeError(path, f"'{where}.related' names {ref!r}, which is not a topic, a therapy or 'consultation'")
 
 
+_REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT)
+
+
+def _nested_repetition(items: Any, inside: bool = False) -> bool:
+    """Whether a parsed pattern repeats something that itself repeats, like ``(\\w+\\s?)*``: the shape
+    of catastrophic backtracking. (Not every slow pattern has it: tests/test_redos.py times them all.)"""
+    for op, arg in items:
+        if op in _REPEATS:
+            repeats = arg[1] > 1
+            if (repeats and inside) or _nested_repetition(arg[2], inside or repeats):
+                return True
+        elif op is sre_constants.SUBPATTERN and _nested_repetition(arg[-1], inside):
+            return True
+        elif op is sre_constants.BRANCH and any(_nested_repetition(branch, inside) for branch in arg[1]):
+            return True
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT) and _nested_repetition(arg[1], inside):
+            return True
+    return False
+
+
 def _compile_patterns(raw: Any, path: Path, where: str) -> Tuple[re.Pattern, ...]:
     patterns = _get(raw, "patterns", path, where, kind=list)
     compiled = []
@@ -425,6 +447,9 @@ def _compile_patterns(raw: Any, path: Path, where: str) -> Tuple[re.Pattern, ...
             raise KnowledgeError(path, f"'{where}.patterns' has an invalid expression {pattern!r}: {error}") from None
         if regex.search(""):
             raise KnowledgeError(path, f"'{where}.patterns' has a pattern that matches every message: {pattern!r}")
+        if _nested_repetition(sre_parse.parse(pattern, re.IGNORECASE)):
+            raise KnowledgeError(path, f"'{where}.patterns' has a repetition inside a repetition, which can take "
+                                       f"exponential time on a visitor's message: {pattern!r}")
         compiled.append(regex)
     return tuple(compiled)
 

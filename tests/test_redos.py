@@ -165,3 +165,21 @@ def test_text_is_capped_before_any_pattern_sees_it():
 ])
 def test_the_linear_email_pattern_finds_what_the_old_one_did_within_rfc_limits(text, expected):
     assert booking.find_email(text) == expected
+
+
+@pytest.mark.parametrize("pattern", [r"(\w+\s?)*help", r"\b(pain+)+\b", r"(?:a{1,5}){2,}x"])
+def test_a_safety_pattern_with_a_repetition_inside_a_repetition_is_refused_at_start_up(tmp_path, pattern):
+    import shutil
+
+    import yaml
+
+    from actions.knowledge import KnowledgeError, load_knowledge
+    from actions.settings import knowledge_dir
+
+    folder = tmp_path / "knowledge"
+    shutil.copytree(knowledge_dir(), folder)
+    safety = yaml.safe_load((folder / "safety.yml").read_text())
+    safety["crisis"]["patterns"].append(pattern)
+    (folder / "safety.yml").write_text(yaml.safe_dump(safety))
+    with pytest.raises(KnowledgeError, match="repetition inside a repetition"):
+        load_knowledge(folder)
