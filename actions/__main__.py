@@ -78,13 +78,14 @@ def build_app(token: str):  # -> sanic.Sanic (imported late: rasa_sdk configures
 
         Logs the route and the error's type and stack only: an error's message may quote visitor text.
         """
+        path = getattr(request, "path", "?")
         if isinstance(exception, SanicException):
             status = int(getattr(exception, "status_code", 500) or 500)
             if status >= 500:
-                logger.error("Request to %s failed (%s)", request.path, type(exception).__name__)
+                logger.error("Request to %s failed (%s)", path, type(exception).__name__)
             return response.json({"error": _status_text(status)}, status=status)
         stack = "".join(traceback.format_tb(exception.__traceback__)).rstrip()
-        logger.error("Request to %s failed (%s)\n%s", request.path, type(exception).__name__, stack)
+        logger.error("Request to %s failed (%s)\n%s", path, type(exception).__name__, stack)
         return response.json({"error": "internal error"}, status=500)
 
     app.error_handler.add(Exception, plain_error)
