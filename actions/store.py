@@ -1,7 +1,9 @@
 """The ``consultation_requests`` table, in the same database as Rasa's tracker store.
 
 The database is the one the endpoints file's ``tracker_store`` names (SQLite by default, PostgreSQL
-when configured), or ``CLINIC_DB_URL`` when set. The table is created if missing.
+when configured), or ``CLINIC_DB_URL`` when set. The table is created if missing (and a column added
+since is added to an existing table). :meth:`RequestStore.submit` stores a request within the abuse
+limits, counted in the table itself so that every action server shares them.
 """
 
 from __future__ import annotations
@@ -171,19 +173,31 @@ class RequestStore:
 
     def create_table(self) -> None:
         """Creates the tables and their indexes if they do not exist, and adds the columns a table
-        created by an earlier version lacks."""
-        metadata.create_all(self.engine)
-        existing = {column["name"] for column in sa.inspect(self.engine).get_columns("consultation_requests")}
+        created by an earlier version lacks. Several servers may start at once on one database: what
+        another one created first is not an error."""
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.DBAPIError:
+            # PostgreSQL refuses the second of two simultaneous CREATE TABLEs; the tables now exist.
+            metadata.create_all(self.engine)
         for name in ADDED_COLUMNS:
-            if name in existing:
-                continue
-            column = consultation_requests.c[name]
-            kind = column.type.compile(dialect=self.engine.dialect)
-            with self.engine.begin() as connection:
-                connection.exec_driver_sql(f"ALTER TABLE consultation_requests ADD COLUMN {name} {kind}")
-            for index in consultation_requests.indexes:
-                if [c.name for c in index.columns] == [name]:
-                    index.create(self.engine, checkfirst=True)
+            try:
+                self._add_column(name)
+            except sa.exc.DBAPIError:
+                # Another server starting at the same moment added it first (or is adding its index).
+                if name not in {column["name"] for column in sa.inspect(self.engine).get_columns("consultation_requests")}:
+                    raise
+
+    def _add_column(self, name: str) -> None:
+        """Adds column ``name`` of ``consultation_requests`` and its index, when the table lacks it."""
+        if name in {column["name"] for column in sa.inspect(self.engine).get_columns("consultation_requests")}:
+            return
+        kind = consultation_requests.c[name].type.compile(dialect=self.engine.dialect)
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql(f"ALTER TABLE consultation_requests ADD COLUMN {name} {kind}")
+        for index in consultation_requests.indexes:
+            if [column.name for column in index.columns] == [name]:
+                index.create(self.engine, checkfirst=True)
 
     def submit(self, request: ConsultationRequest, limits: Limits) -> str:
         """Stores ``request`` unless it is a duplicate or over a limit; returns :data:`CREATED`,

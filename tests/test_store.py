@@ -191,3 +191,27 @@ def test_a_table_from_the_previous_version_gets_the_client_column(tmp_path, requ
     store.create_table()
     assert "client" in {c["name"] for c in sa.inspect(store.engine).get_columns("consultation_requests")}
     assert store.submit(limited("k", "c", "0123456789abcdef"), LIMITS) == CREATED
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_servers_starting_together_on_a_previous_versions_table_all_start(tmp_path, request, database):
+    url = f"sqlite:///{tmp_path / 'c.db'}" if database == "sqlite" else request.getfixturevalue("pg_schema_url")
+    old_table(RequestStore(url).engine)
+    stores = [RequestStore(url) for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    errors = []
+
+    def start(store: RequestStore) -> None:
+        barrier.wait()
+        try:
+            store.create_table()
+        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=start, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert "client" in {c["name"] for c in sa.inspect(stores[0].engine).get_columns("consultation_requests")}
