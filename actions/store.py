@@ -185,12 +185,15 @@ class RequestStore:
                 self._add_column(name)
             except sa.exc.DBAPIError:
                 # Another server starting at the same moment added it first (or is adding its index).
-                if name not in {column["name"] for column in sa.inspect(self.engine).get_columns("consultation_requests")}:
+                if name not in self._columns():
                     raise
+
+    def _columns(self) -> set:
+        return {column["name"] for column in sa.inspect(self.engine).get_columns("consultation_requests")}
 
     def _add_column(self, name: str) -> None:
         """Adds column ``name`` of ``consultation_requests`` and its index, when the table lacks it."""
-        if name in {column["name"] for column in sa.inspect(self.engine).get_columns("consultation_requests")}:
+        if name in self._columns():
             return
         kind = consultation_requests.c[name].type.compile(dialect=self.engine.dialect)
         with self.engine.begin() as connection:

@@ -47,7 +47,8 @@ HOSTILE: Dict[str, str] = {
     "name is, no end": "name is " + fill("x") + "\n!", "words": fill("help me "), "no": fill("no "),
     "skip": fill("no, skip "), "yes": fill("yes "), "question": fill("what "), "therapy words": fill("physical "),
     "misspelt therapy": fill("watr therpy "), "mixed": fill("Maria maria@example.com (310) 555-0134 "),
-    "distinct words": " ".join(f"w{index:x}q" for index in range(SIZE // 6)), "emoji": fill("\U0001F600"), "apostrophes": fill("can't "), "commas": fill(", "),
+    "distinct words": " ".join(f"w{index:x}q" for index in range(SIZE // 6)), "emoji": fill("\U0001F600"),
+    "apostrophes": fill("can't "), "commas": fill(", "),
 }
 
 
