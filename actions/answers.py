@@ -1,22 +1,76 @@
-"""Answers from the article, conversation replies, the fallback and the start of a conversation."""
+"""Answers from the article, conversation replies, the fallback and the start of a conversation.
+
+How a message is answered (:func:`compose`), in order:
+
+1. Conversation intents (greetings, prices, another language…) get their reply from ``replies.yml``.
+2. A request for personal medical advice that a safety pattern caught (doses, stopping a medicine,
+   "do I have…", "is it safe for me…") is refused. When only the classifier thought so, a general
+   "should I / would X help" question about a treatment gets the article's general answer instead.
+3. A question the article does not answer (a cure, contagion, side effects, success rates, how long…:
+   ``not_covered`` in ``topics.yml``) gets "the article doesn't cover …", the closest thing it does
+   say, and the phone, unless the topic asked about ``covers`` it.
+4. A short follow-up ("and what causes that?", "does it hurt?") right after a topic's answer is
+   about that topic (the ``topic`` slot of the previous turn).
+5. The topic of the intent, or the treatment named.
+6. When the classifier was unsure: a named treatment, then hopelessness (the combined approach),
+   then the article's own sentence above the retrieval threshold (``retrieval.py``), else the
+   fallback.
+
+"Should I…" questions get the personal line instead of the usual footer; a message that sounds
+hopeless gets the gentle 988 line after the answer, never instead of it.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional, Text
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Tracker
 from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
-from actions.knowledge import THERAPY_ENTITY, TREATMENT_INTENT, Knowledge, Reply, Topic
+from actions.knowledge import THERAPY_ENTITY, TREATMENT_INTENT, Aspect, Knowledge, Reply, Topic
+from actions.retrieval import article_index
+from actions.safety import MEDICAL_ADVICE_INTENT, classify
 
 THERAPY_SLOT = "therapy"
+TOPIC_SLOT = "topic"
+FALLBACK_INTENT = "nlu_fallback"
+# Intents whose answer may be reshaped by what the message asks (the rest are conversation replies).
+OUT_OF_SCOPE_INTENT = "out_of_scope"
 # "Does it help?" right after a treatment's answer is about that treatment; "what else is there?" is not.
-_REFERS_BACK = re.compile(r"\b(it|that|this|them|those|these)\b", re.IGNORECASE)
+_REFERS_BACK = re.compile(r"\b(it|that|this|them|those|these|they|its|it's)\b", re.IGNORECASE)
+_CONTINUES = re.compile(r"^\s*(and|so|but|also|ok|okay|then|what about|how about)\b", re.IGNORECASE)
 _ASKS_FOR_OVERVIEW = re.compile(r"\b(options?|treatments|therap(y|ies)|ways?|else|other|others|all|list|treat(ed)?|cure)\b",
                                 re.IGNORECASE)
+_SURGERY = re.compile(r"\b(surgery|surgeries|operation|operate|operated|decompression)\b", re.IGNORECASE)
+# Topics after whose answer a "should I…" question gets the personal line (the others, such as the
+# surgery candidacy or the clinic's phone, already say that the clinic decides).
+_PERSONAL_LINE_TOPICS = ("back_pain", "treatments", "combined_approach", "surgery")
+FOLLOW_UP_MAX_WORDS = 9
+# Replies kept even for a follow-up: "how much does it cost?" after a treatment is about prices.
+KEPT_REPLIES = ("ask_cost", "ask_insurance", "ask_hours", "other_language", "request_human", "bot_challenge",
+                "greet", "thank")
+OTHER_TREATMENTS = "other_treatments"
+# Words that make an off-topic or unclear message a health question ("is the weather bad for fibro?"
+# is one; "what's the weather like?" is not).
+_HEALTH = re.compile(r"\b(fibro\w*|fm|pain\w*|back|spine|symptoms?|treat\w*|therap\w*|surgery|condition|disease|"
+                     r"illness|hurt\w*|ach(e|es|ing|y)|sore|sick|health|flare\w*|body)\b", re.IGNORECASE)
+# "Would physiotherapy do anything for me?" is about physiotherapy even if the classifier heard a
+# question about back pain or combining treatments; "can PT and swimming be combined?" is not.
+_THERAPY_FIRST_TOPICS = ("back_pain", "combined_approach", "treatments")
+_COMBINES = re.compile(r"\b(combin\w*|together|mix\w*|along|both|several|multiple|and)\b", re.IGNORECASE)
+
+
+@dataclass
+class Answer:
+    """What :func:`compose` decided: the messages and the events."""
+
+    replies: List[Reply] = field(default_factory=list)
+    events: EventList = field(default_factory=list)
+    kind: str = ""
 
 
 def therapy_named(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
@@ -38,64 +92,186 @@ def therapy_asked(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
     return therapy
 
 
-def previous_answer_therapy(tracker: Tracker) -> Optional[str]:
-    """The treatment the assistant's previous turn answered about, if it was one."""
+def _previous_slot(tracker: Tracker, name: str) -> Optional[str]:
+    """The value the assistant's previous turn gave slot ``name``, if it set it."""
     users_seen = 0
     for event in reversed(tracker.events):
         if event.get("event") == "user":
             users_seen += 1
             if users_seen == 2:
                 return None
-        elif users_seen == 1 and event.get("event") == "slot" and event.get("name") == THERAPY_SLOT:
+        elif users_seen == 1 and event.get("event") == "slot" and event.get("name") == name:
             return event.get("value")
     return None
 
 
-class ActionAnswer(ClinicAction):
-    """Answers the latest message's intent from the knowledge files.
+def previous_answer_therapy(tracker: Tracker) -> Optional[str]:
+    """The treatment the assistant's previous turn answered about, if it was one."""
+    return _previous_slot(tracker, THERAPY_SLOT)
 
-    An article topic gets its answer, the next step and related-topic buttons; a treatment question
-    gets that treatment's answer, or the overview when no treatment is named; every other intent gets
-    its reply from ``replies.yml``; anything else gets the fallback.
-    """
+
+def previous_answer_topic(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
+    """The topic or treatment the assistant's previous turn answered about, if any."""
+    key = _previous_slot(tracker, TOPIC_SLOT) or _previous_slot(tracker, THERAPY_SLOT)
+    return _by_key(knowledge, key)
+
+
+def _by_key(knowledge: Knowledge, key: Optional[str]) -> Optional[Topic]:
+    if not key:
+        return None
+    return knowledge.topics.get(key) or knowledge.therapies.get(key) or knowledge.therapy_from_value(key)
+
+
+def is_follow_up(text: str) -> bool:
+    """A short message that leans on the previous answer ("does it hurt?", "and what causes that?")."""
+    words = text.split()
+    return 0 < len(words) <= FOLLOW_UP_MAX_WORDS and bool(
+        _REFERS_BACK.search(text) or _CONTINUES.search(text) or len(words) <= 4)
+
+
+def _slots(topic: Topic, knowledge: Knowledge) -> EventList:
+    events: EventList = [SlotSet(TOPIC_SLOT, topic.key)]
+    if topic.key in knowledge.therapies:
+        events.insert(0, SlotSet(THERAPY_SLOT, topic.key))
+    return events
+
+
+def topic_answer(knowledge: Knowledge, topic: Topic, personal: bool = False) -> Answer:
+    """A topic's answer; with ``personal``, the line that the personal decision is for the clinic."""
+    reply = knowledge.answer(topic)
+    if personal and (topic.key in knowledge.therapies or topic.key in _PERSONAL_LINE_TOPICS):
+        answering = knowledge.answering
+        reply = Reply(f"{topic.answer}\n\n{answering.personal_line}", reply.buttons)
+        return Answer([reply], _slots(topic, knowledge), f"general:{topic.key}")
+    return Answer([reply], _slots(topic, knowledge), f"topic:{topic.key}")
+
+
+def not_covered_answer(knowledge: Knowledge, aspect: Aspect, closest: Topic) -> Answer:
+    """The article doesn't cover ``aspect``; here is the closest thing it says, and the phone."""
+    answering = knowledge.answering
+    intro = answering.not_covered_text.format(what=aspect.what or "that", title=closest.title)
+    text = f"{intro}\n\n{closest.answer}\n\n{answering.not_covered_footer}"
+    return Answer([Reply(text, knowledge.buttons(closest.related))], _slots(closest, knowledge),
+                  f"not_covered:{aspect.key}")
+
+
+def quote_answer(knowledge: Knowledge, text: str) -> Optional[Answer]:
+    """The article's own sentence, verbatim, when it is similar enough to ``text``."""
+    match = article_index().quote(text)
+    if match is None:
+        return None
+    answering = knowledge.answering
+    reply = Reply(f"{answering.quote_intro} \u201c{match.sentence}\u201d\n\n{answering.quote_outro}",
+                  knowledge.buttons(("treatments", "consultation")))
+    return Answer([reply], [], "quote")
+
+
+def _subject(knowledge: Knowledge, intent: Optional[str], therapy: Optional[Topic],
+             context: Optional[Topic]) -> Optional[Topic]:
+    """What the message is about: the treatment it names, the previous answer's topic for a
+    follow-up, else its intent's topic."""
+    if therapy is not None:
+        return therapy
+    if context is not None:
+        return context
+    return knowledge.topic_for_intent(intent or "")
+
+
+def _closest(knowledge: Knowledge, aspect: Aspect, therapy: Optional[Topic], subject: Optional[Topic]) -> Topic:
+    if therapy is not None:
+        return therapy
+    if aspect.closest:
+        return _by_key(knowledge, aspect.closest) or knowledge.topics["treatments"]
+    return subject or knowledge.topics["treatments"]
+
+
+def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> Answer:
+    """Decides how to answer the latest message (see the module docstring)."""
+    text = latest_text(tracker)
+    answering = knowledge.answering
+    topic = knowledge.topic_for_intent(intent or "")
+    therapy = therapy_named(knowledge, tracker)
+    previous = previous_answer_topic(knowledge, tracker)
+    context = previous if previous is not None and therapy is None and is_follow_up(text) else None
+    aspect = answering.not_covered_aspect(text)
+    follow_up = answering.follow_up_aspect(text) if context is not None else None
+
+    reshaped = topic is not None or intent in (MEDICAL_ADVICE_INTENT, OUT_OF_SCOPE_INTENT, FALLBACK_INTENT, None)
+    # A follow-up the classifier took for small talk ("how long does that take?" is not a goodbye).
+    if not reshaped and context is not None and (aspect or follow_up) and intent not in KEPT_REPLIES:
+        reshaped = True
+    if not reshaped:
+        return Answer([knowledge.replies.get(intent or "", knowledge.fallback)], [], f"reply:{intent}")
+    # An off-topic or unclear message is only a question about the article if it is about health.
+    if aspect is not None and topic is None and therapy is None and context is None \
+            and aspect.key != OTHER_TREATMENTS and not _HEALTH.search(text):
+        aspect = None
+    personal = answering.asks_personal(text)
+
+    if intent == MEDICAL_ADVICE_INTENT:
+        general = therapy or (knowledge.topics["surgery_candidate"] if _SURGERY.search(text) else None)
+        if classify(text, knowledge) == MEDICAL_ADVICE_INTENT:
+            return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
+        if personal and general is not None:
+            return topic_answer(knowledge, general, personal=True)
+        if aspect is None or not aspect.general:
+            return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
+
+    if aspect is not None:
+        closest = _closest(knowledge, aspect, therapy, _subject(knowledge, intent, therapy, context))
+        if aspect.key in answering.covers.get(closest.key, ()):
+            return topic_answer(knowledge, closest, personal)
+        return not_covered_answer(knowledge, aspect, closest)
+
+    if follow_up is not None and context is not None:
+        target = answering.follow_up_targets.get(follow_up.key)
+        resolved = context if target == "same" else _by_key(knowledge, target)
+        if resolved is not None:
+            return topic_answer(knowledge, resolved, personal)
+
+    if intent == TREATMENT_INTENT:
+        return topic_answer(knowledge, therapy_asked(knowledge, tracker) or topic, personal)
+    if therapy is not None and (topic is None or (personal and topic.key in _THERAPY_FIRST_TOPICS
+                                                  and not _COMBINES.search(text))):
+        return topic_answer(knowledge, therapy, personal)
+    if topic is not None:
+        return topic_answer(knowledge, topic, personal)
+    if intent == OUT_OF_SCOPE_INTENT:
+        return Answer([knowledge.replies[OUT_OF_SCOPE_INTENT]], [], "reply:out_of_scope")
+    if answering.hopeless(text):
+        return topic_answer(knowledge, knowledge.topics["combined_approach"])
+    return quote_answer(knowledge, text) or Answer([knowledge.fallback], [], "fallback")
+
+
+def send(dispatcher: CollectingDispatcher, knowledge: Knowledge, tracker: Tracker, answer: Answer) -> EventList:
+    """Says ``answer``, then the gentle 988 line if the message sounds hopeless."""
+    for reply in answer.replies:
+        say(dispatcher, reply)
+    if knowledge.answering.hopeless(latest_text(tracker)):
+        say(dispatcher, Reply(knowledge.answering.hopeless_line))
+    return answer.events
+
+
+class ActionAnswer(ClinicAction):
+    """Answers the latest message's intent from the knowledge files (see :func:`compose`)."""
 
     def name(self) -> Text:
         return "action_answer"
 
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
-        knowledge = self.knowledge
         intent, _ = latest_intent(tracker)
-        topic = knowledge.topic_for_intent(intent or "")
-        if topic is not None:
-            events: EventList = []
-            if intent == TREATMENT_INTENT:
-                therapy = therapy_asked(knowledge, tracker)
-                if therapy is not None:
-                    topic = therapy
-                    events.append(SlotSet(THERAPY_SLOT, therapy.key))
-            say(dispatcher, knowledge.answer(topic))
-            return events
-        say(dispatcher, knowledge.replies.get(intent or "", knowledge.fallback))
-        return []
+        return send(dispatcher, self.knowledge, tracker, compose(self.knowledge, tracker, intent))
 
 
 class ActionFallback(ClinicAction):
-    """Says what the assistant can help with and offers the phone number.
-
-    A message the classifier was unsure of that names one of the article's treatments ("swimming?")
-    gets that treatment's answer instead.
-    """
+    """Answers a message the classifier was unsure of: a named treatment, a question the article
+    doesn't answer, a follow-up, the article's own sentence, else what the assistant can help with."""
 
     def name(self) -> Text:
         return "action_fallback"
 
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
-        therapy = therapy_named(self.knowledge, tracker)
-        if therapy is not None:
-            say(dispatcher, self.knowledge.answer(therapy))
-            return [SlotSet(THERAPY_SLOT, therapy.key)]
-        say(dispatcher, self.knowledge.fallback)
-        return []
+        return send(dispatcher, self.knowledge, tracker, compose(self.knowledge, tracker, FALLBACK_INTENT))
 
 
 class ActionSessionStart(ClinicAction):

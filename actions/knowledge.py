@@ -42,6 +42,7 @@ REQUIRED_THERAPIES = (
 REQUIRED_REPLY_INTENTS = (
     "greet", "goodbye", "thank", "affirm", "deny", "stop", "bot_challenge", "ask_capabilities",
     "request_human", "ask_insurance", "ask_cost", "ask_hours", "medical_advice", "out_of_scope",
+    "other_language",
 )
 BOOKING_FIELDS = ("name", "phone", "callback_time", "email", "reason", "confirmed")
 OPTIONAL_BOOKING_FIELDS = ("email", "reason")
@@ -150,6 +151,7 @@ class Knowledge:
     booking: Mapping[str, Any]
     consultation_title: str
     _synonyms: Mapping[str, str] = field(default_factory=dict, repr=False)
+    answering: Optional["Answering"] = None
 
     def topic_for_intent(self, intent: str) -> Optional[Topic]:
         """The article topic that answers ``intent``, if any."""
@@ -562,8 +564,127 @@ def load_knowledge(folder: Optional[Path] = None) -> Knowledge:
         booking=booking,
         consultation_title=consultation_title,
         _synonyms=_synonym_map(therapies, topics_path),
+        answering=_load_answering(files, render, topics, therapies),
     )
     return knowledge
+
+
+# --- How answers are shaped (issue 10): general answers before refusals, "the article doesn't say",
+# follow-ups, hopelessness, verbatim quotes. Texts from topics.yml and safety.yml.
+
+
+@dataclass(frozen=True)
+class Aspect:
+    """A kind of question (a cure, side effects, "does it hurt?"...), found by its patterns.
+
+    A not-covered aspect is one the article never answers: ``what`` names it in the reply and
+    ``closest`` is the topic whose answer is offered instead (None: the topic the question is about).
+    A follow-up aspect sends a short follow-up to another topic (``follow_ups.defaults``).
+    """
+
+    key: str
+    patterns: Tuple[re.Pattern, ...]
+    what: str = ""
+    closest: Optional[str] = None
+    general: bool = False
+
+    def matches(self, text: str) -> bool:
+        return any(pattern.search(text) for pattern in self.patterns)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """The texts and patterns that shape answers around the article's topics."""
+
+    personal_line: str
+    personal_patterns: Tuple[re.Pattern, ...]
+    quote_intro: str
+    quote_outro: str
+    not_covered_text: str
+    not_covered_footer: str
+    not_covered: Tuple[Aspect, ...]
+    follow_ups: Tuple[Aspect, ...]
+    follow_up_targets: Mapping[str, str]
+    covers: Mapping[str, Tuple[str, ...]]
+    hopeless_line: str
+    hopeless_patterns: Tuple[re.Pattern, ...]
+    options_patterns: Tuple[re.Pattern, ...]
+
+    def not_covered_aspect(self, text: str) -> Optional[Aspect]:
+        """The first not-covered aspect ``text`` asks about, if any."""
+        return next((aspect for aspect in self.not_covered if aspect.matches(text)), None)
+
+    def follow_up_aspect(self, text: str) -> Optional[Aspect]:
+        """The first follow-up aspect ``text`` asks about, if any."""
+        return next((aspect for aspect in self.follow_ups if aspect.matches(text)), None)
+
+    def asks_personal(self, text: str) -> bool:
+        """A "should I / would it help / is it worth it" question."""
+        return any(pattern.search(text) for pattern in self.personal_patterns)
+
+    def hopeless(self, text: str) -> bool:
+        return any(pattern.search(text) for pattern in self.hopeless_patterns)
+
+    def asks_for_options(self, text: str) -> bool:
+        return any(pattern.search(text) for pattern in self.options_patterns)
+
+
+def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic],
+                    therapies: Mapping[str, Topic]) -> Answering:
+    path = files.path("topics.yml")
+    data = files.yaml("topics.yml")
+    keys = set(topics) | set(therapies)
+    runtime = _Renderer(render.values, keep=("what", "title"))
+
+    def known(key: Optional[str], where: str) -> Optional[str]:
+        if key is not None and key not in keys and key != "same":
+            raise KnowledgeError(path, f"'{where}' names {key!r}, which is not a topic or a therapy")
+        return key
+
+    personal = _get(data, "personal", path, kind=dict)
+    quote = _get(data, "article_quote", path, kind=dict)
+    raw_not_covered = _get(data, "not_covered", path, kind=dict)
+    not_covered = tuple(
+        Aspect(key=key, patterns=_compile_patterns(raw, path, f"not_covered.aspects.{key}"),
+               what=render(_get(raw, "what", path, f"not_covered.aspects.{key}"), path, f"not_covered.aspects.{key}.what"),
+               closest=known(raw.get("closest"), f"not_covered.aspects.{key}.closest"),
+               general=bool(raw.get("general", False)))
+        for key, raw in _get(raw_not_covered, "aspects", path, "not_covered", kind=dict).items())
+    raw_follow_ups = _get(data, "follow_ups", path, kind=dict)
+    follow_ups = tuple(Aspect(key=key, patterns=_compile_patterns(raw, path, f"follow_ups.aspects.{key}"))
+                       for key, raw in _get(raw_follow_ups, "aspects", path, "follow_ups", kind=dict).items())
+    targets = {key: known(str(value), f"follow_ups.targets.{key}")
+               for key, value in _get(raw_follow_ups, "targets", path, "follow_ups", kind=dict).items()}
+    aspect_keys = {aspect.key for aspect in (*not_covered, *follow_ups)}
+    for key in targets:
+        if key not in aspect_keys:
+            raise KnowledgeError(path, f"'follow_ups.targets.{key}' is not a follow-up aspect")
+    covers: Dict[str, Tuple[str, ...]] = {}
+    for key, raw in (*data["topics"].items(), *data["therapies"].items()):
+        covered = tuple(raw.get("covers") or ())
+        for aspect in covered:
+            if aspect not in aspect_keys:
+                raise KnowledgeError(path, f"'{key}.covers' names {aspect!r}, which is not an aspect")
+        covers[key] = covered
+
+    safety_path = files.path("safety.yml")
+    hopeless = _get(files.yaml("safety.yml"), "hopeless", safety_path, kind=dict)
+    return Answering(
+        personal_line=render(_get(personal, "line", path, "personal"), path, "personal.line"),
+        personal_patterns=_compile_patterns(personal, path, "personal"),
+        quote_intro=render(_get(quote, "intro", path, "article_quote"), path, "article_quote.intro"),
+        quote_outro=render(_get(quote, "outro", path, "article_quote"), path, "article_quote.outro"),
+        not_covered_text=runtime(_get(raw_not_covered, "text", path, "not_covered"), path, "not_covered.text"),
+        not_covered_footer=render(_get(raw_not_covered, "footer", path, "not_covered"), path, "not_covered.footer"),
+        not_covered=not_covered,
+        follow_ups=follow_ups,
+        follow_up_targets=targets,
+        covers=covers,
+        hopeless_line=render(_get(hopeless, "line", safety_path, "hopeless"), safety_path, "hopeless.line"),
+        hopeless_patterns=_compile_patterns(hopeless, safety_path, "hopeless"),
+        options_patterns=_compile_patterns({"patterns": _get(hopeless, "asks_for_options", safety_path, "hopeless",
+                                                              kind=list)}, safety_path, "hopeless.asks_for_options"),
+    )
 
 
 @functools.lru_cache(maxsize=1)

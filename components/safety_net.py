@@ -1,10 +1,17 @@
 """An NLU component that routes emergency, crisis and medical-advice messages whatever the classifier
-predicted.
+predicted, and messages in another language.
 
 It runs after the intent classifier and before the ``FallbackClassifier``. When a message matches a
-pattern of ``knowledge/safety.yml`` the intent becomes ``crisis``, ``emergency`` or ``medical_advice``
-with confidence 1.0, so their rules answer it at any point of the conversation. The patterns are read from the
-knowledge files when the model is loaded.
+pattern of ``knowledge/safety.yml`` the intent becomes ``crisis`` or ``emergency`` (checked first),
+``other_language`` (``actions/language.py``), or ``medical_advice``, with confidence 1.0, so their
+rules answer it at any point of the conversation. The patterns are read from the knowledge files when
+the model is loaded.
+
+One refinement, for hopelessness: when the *classifier* (no crisis pattern) took a message for a
+crisis, but it matches a ``hopeless`` pattern and asks for options ("nothing has worked, what's
+left?"), the message gets its best non-safety intent, so that the question is answered; the answer
+action adds the gentle 988 line. Explicit statements ("I want to end my life") match crisis patterns
+and keep the crisis reply.
 """
 
 from __future__ import annotations
@@ -21,9 +28,12 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from actions.knowledge import Knowledge, get_knowledge
-from actions.safety import classify
+from actions.language import looks_non_english
+from actions.safety import CRISIS_INTENT, SAFETY_INTENTS, classify
 
 SAFETY_NET_KEY = "safety_net"
+HOPELESS_KEY = "hopeless"
+OTHER_LANGUAGE_INTENT = "other_language"
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -46,18 +56,39 @@ class SafetyNet(GraphComponent, IntentClassifier):
     def process(self, messages: List[Message]) -> List[Message]:
         """Sets the safety intent on every message that matches a pattern."""
         for message in messages:
-            override = self._override(message.get(TEXT))
-            if override is None:
-                continue
-            ranking = [entry for entry in message.get(INTENT_RANKING_KEY) or []
-                       if entry.get(INTENT_NAME_KEY) != override]
-            intent = {INTENT_NAME_KEY: override, PREDICTED_CONFIDENCE_KEY: 1.0}
-            message.set(INTENT, intent, add_to_output=True)
-            message.set(INTENT_RANKING_KEY, [intent, *ranking], add_to_output=True)
-            message.set(SAFETY_NET_KEY, override, add_to_output=True)
+            text = message.get(TEXT) or ""
+            override = self._override(text, (message.get(INTENT) or {}).get(INTENT_NAME_KEY))
+            if override is not None:
+                ranking = [entry for entry in message.get(INTENT_RANKING_KEY) or []
+                           if entry.get(INTENT_NAME_KEY) != override]
+                intent = {INTENT_NAME_KEY: override, PREDICTED_CONFIDENCE_KEY: 1.0}
+                message.set(INTENT, intent, add_to_output=True)
+                message.set(INTENT_RANKING_KEY, [intent, *ranking], add_to_output=True)
+                message.set(SAFETY_NET_KEY, override, add_to_output=True)
+            elif self._hopeless_question(text, message):
+                ranking = [entry for entry in message.get(INTENT_RANKING_KEY) or []
+                           if entry.get(INTENT_NAME_KEY) not in SAFETY_INTENTS]
+                if ranking:
+                    message.set(INTENT, dict(ranking[0]), add_to_output=True)
+                    message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
+                message.set(HOPELESS_KEY, True, add_to_output=True)
         return messages
 
-    def _override(self, text: Optional[str]) -> Optional[str]:
+    def _override(self, text: str, predicted: Optional[str] = None) -> Optional[str]:
         if not text:
             return None
-        return classify(text, self.knowledge)
+        routed = classify(text, self.knowledge)
+        if routed in SAFETY_INTENTS:
+            return routed
+        if looks_non_english(text):
+            return OTHER_LANGUAGE_INTENT
+        if routed is not None and predicted in SAFETY_INTENTS:
+            return None  # a medical-advice pattern never turns the classifier's crisis into a refusal
+        return routed
+
+    def _hopeless_question(self, text: str, message: Message) -> bool:
+        """The classifier's crisis for a hopeless question that states no crisis (see the docstring)."""
+        predicted = (message.get(INTENT) or {}).get(INTENT_NAME_KEY)
+        answering = self.knowledge.answering
+        return (predicted == CRISIS_INTENT and answering is not None and answering.hopeless(text)
+                and answering.asks_for_options(text))

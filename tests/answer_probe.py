@@ -44,7 +44,8 @@ def load_cases(path: Path) -> List[Dict[str, Any]]:
 
 
 def _optional_text(knowledge: Knowledge, name: str) -> str:
-    return str(getattr(knowledge, name, "") or "")
+    """A text of the answering section (absent before issue 10)."""
+    return str(getattr(getattr(knowledge, "answering", None), name, "") or "")
 
 
 def kinds_of(answer: str, knowledge: Knowledge) -> Set[str]:
@@ -85,7 +86,9 @@ def kinds_of(answer: str, knowledge: Knowledge) -> Set[str]:
 
 def judge(case: Dict[str, Any], kinds: Set[str]) -> Dict[str, bool]:
     """``right``: an expected kind and everything in ``also``; ``kind_right``: an expected kind."""
-    kind_right = any(kind in kinds for kind in case["expect"])
+    # A "doesn't say" or a quote where the article does answer is wrong even though it holds a topic.
+    unexpected = {"doesnt_say", "quote", "refusal", "fallback"} & kinds - set(case["expect"])
+    kind_right = any(kind in kinds for kind in case["expect"]) and not unexpected
     safety = bool(kinds & {"crisis", "emergency"}) and bool(set(case["expect"]) & {"crisis", "emergency"})
     also_right = safety or all(extra in kinds for extra in case["also"])
     return {"kind_right": kind_right, "right": kind_right and also_right}

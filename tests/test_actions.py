@@ -37,7 +37,7 @@ def test_each_treatment_is_answered_when_named_by_the_entity(knowledge, dispatch
     events = run(ActionAnswer(), dispatcher, tracker, domain)
     [message] = dispatcher.messages
     assert contains_all(message["text"], THERAPY_PHRASES[therapy]), message["text"]
-    assert events == [SlotSet("therapy", therapy)]
+    assert events == [SlotSet("therapy", therapy), SlotSet("topic", therapy)]
 
 
 def test_a_treatment_button_payload_is_answered(knowledge, dispatcher, domain):
@@ -84,7 +84,7 @@ def test_a_treatment_question_naming_none_gets_the_overview_with_treatment_butto
     assert contains_all(message["text"], TOPIC_PHRASES["treatments"])
     titles = [button["title"] for button in message["buttons"]]
     assert "Physical therapy" in titles and "Water therapy" in titles
-    assert events == []
+    assert events == [SlotSet("topic", "treatments")]
 
 
 @pytest.mark.parametrize("intent", REQUIRED_REPLY_INTENTS)
@@ -120,7 +120,7 @@ def test_the_fallback_says_what_it_can_do_and_gives_the_phone(dispatcher, domain
 def test_an_unclear_message_naming_a_treatment_gets_that_treatment(dispatcher, domain):
     events = run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "swimming??"), domain)
     assert contains_all(texts(dispatcher)[0], THERAPY_PHRASES["gentle_exercise"])
-    assert events == [SlotSet("therapy", "gentle_exercise")]
+    assert events == [SlotSet("therapy", "gentle_exercise"), SlotSet("topic", "gentle_exercise")]
 
 
 def test_a_conversation_starts_with_the_disclaimer_once(knowledge, dispatcher, domain):
@@ -162,3 +162,131 @@ def test_a_failure_is_logged_with_the_conversation_id_but_never_the_errors_text(
     assert "Action action_answer failed in conversation conv-log-1 (ValueError)" in caplog.text
     assert "therapy_asked" in caplog.text or "answers.py" in caplog.text  # the stack is kept
     assert "Maria" not in caplog.text and "0134" not in caplog.text
+
+
+# --- Issue 10: answers for people in pain ------------------------------------------------------------
+
+def after(topic_key, text, intent="nlu_fallback"):
+    """A tracker whose previous answer was about ``topic_key`` (its `topic` slot), then ``text``."""
+    events = [{"event": "user", "text": "first question"}, {"event": "action", "name": "action_answer"},
+              {"event": "slot", "name": "topic", "value": topic_key}, {"event": "bot", "text": "..."},
+              {"event": "action", "name": "action_listen"}, {"event": "user", "text": text}]
+    return make_tracker(intent, text, events=events)
+
+
+def test_a_should_i_question_gets_the_general_answer_and_the_personal_line(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("ask_treatment", "should I start exercising even though it hurts?"), domain)
+    [text] = texts(dispatcher)
+    assert contains_all(text, THERAPY_PHRASES["gentle_exercise"]) and knowledge.answering.personal_line in text
+    assert "can't give medical advice" not in text and PHONE in text
+
+
+def test_a_should_i_question_the_classifier_took_for_medical_advice_is_answered_generally(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", "should I be eating differently?"), domain)
+    [text] = texts(dispatcher)
+    assert contains_all(text, THERAPY_PHRASES["dietary_changes"]) and knowledge.answering.personal_line in text
+
+
+@pytest.mark.parametrize("text", ["should I double my pain meds tonight", "can I stop my cymbalta",
+                                  "how much gabapentin should I take", "is it safe for me to swim with a bad disc"])
+def test_personal_specifics_are_refused_even_when_a_treatment_is_named(dispatcher, domain, text):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", text), domain)
+    assert "can't give medical advice" in texts(dispatcher)[0]
+
+
+def test_medical_advice_without_a_general_question_stays_refused(dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", "what's wrong with my hip"), domain)
+    assert "can't give medical advice" in texts(dispatcher)[0]
+
+
+@pytest.mark.parametrize("intent, text, closest", [
+    ("ask_causes", "can I catch fibromyalgia from someone?", "causes"),
+    ("ask_treatment", "will I ever get rid of fibromyalgia completely?", "back_pain"),
+    ("ask_surgery", "how often does decompression surgery work?", "surgery"),
+    ("ask_treatment", "what are the side effects of antidepressants", "antidepressants"),
+    ("medical_advice", "is fibromyalgia contagious", "causes"),
+])
+def test_what_the_article_does_not_say_is_said_honestly_with_the_closest_and_the_phone(
+        knowledge, dispatcher, domain, intent, text, closest):
+    events = run(ActionAnswer(), dispatcher, make_tracker(intent, text), domain)
+    [message] = dispatcher.messages
+    closest_topic = knowledge.topics.get(closest) or knowledge.therapies[closest]
+    assert message["text"].startswith("The article doesn't cover")
+    assert closest_topic.answer in message["text"] and PHONE in message["text"]
+    assert SlotSet("topic", closest) in events
+
+
+def test_an_off_topic_message_is_not_taken_for_a_question_the_article_does_not_answer(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("out_of_scope", "what's the weather like tomorrow"), domain)
+    assert texts(dispatcher) == [knowledge.replies["out_of_scope"].text]
+
+
+@pytest.mark.parametrize("previous, text, expected", [
+    ("what_is_fibromyalgia", "so how do you treat it?", "treatments"),
+    ("symptoms", "and what causes that?", "causes"),
+    ("causes", "who gets it?", "who_gets_it"),
+    ("surgery", "who decides if I need it?", "surgery_candidate"),
+    ("gentle_exercise", "does it hurt?", "gentle_exercise"),        # the article says movement can be painful
+    ("combined_approach", "how long does that take?", "combined_approach"),  # "may take time"
+    ("water_therapy", "does it really help?", "water_therapy"),
+])
+def test_a_follow_up_is_answered_about_the_topic_just_discussed(knowledge, dispatcher, domain, previous, text, expected):
+    run(ActionAnswer(), dispatcher, after(previous, text), domain)
+    answer = (knowledge.topics.get(expected) or knowledge.therapies[expected]).answer
+    assert answer in texts(dispatcher)[0] and not texts(dispatcher)[0].startswith("The article doesn't")
+
+
+@pytest.mark.parametrize("previous, text", [("physical_therapy", "does it hurt?"),
+                                            ("water_therapy", "can I do it at home?"),
+                                            ("biofeedback", "how long does it take?"),
+                                            ("surgery", "is it risky?")])
+def test_a_follow_up_the_article_does_not_answer_says_so_about_that_topic(knowledge, dispatcher, domain, previous, text):
+    run(ActionAnswer(), dispatcher, after(previous, text, intent="goodbye"), domain)
+    [message] = texts(dispatcher)
+    topic = knowledge.topics.get(previous) or knowledge.therapies[previous]
+    assert message.startswith("The article doesn't cover") and topic.answer in message
+
+
+def test_a_price_question_after_a_treatment_is_still_about_prices(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, after("water_therapy", "how much does it cost?", intent="ask_cost"), domain)
+    assert texts(dispatcher) == [knowledge.replies["ask_cost"].text]
+
+
+def test_hopelessness_gets_the_answer_then_one_gentle_line_never_instead(knowledge, dispatcher, domain):
+    text = "been living with fibro for years and nothing has worked, what's left?"
+    run(ActionAnswer(), dispatcher, make_tracker("ask_combined_approach", text), domain)
+    answer, line = texts(dispatcher)
+    assert knowledge.topics["combined_approach"].answer in answer and "decompression spine surgery" in answer
+    assert line == knowledge.answering.hopeless_line and "988" in line
+    assert knowledge.crisis_text not in answer
+
+
+def test_an_ordinary_question_gets_no_988_line(dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("ask_treatment", "what is the point of biofeedback"), domain)
+    assert len(texts(dispatcher)) == 1 and "988" not in texts(dispatcher)[0]
+
+
+def test_an_unclear_hopeless_message_gets_the_combined_approach_and_the_line(knowledge, dispatcher, domain):
+    run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "I've tried everything, losing hope here"), domain)
+    answer, line = texts(dispatcher)
+    assert knowledge.topics["combined_approach"].answer in answer and line == knowledge.answering.hopeless_line
+
+
+def test_an_unclear_message_close_to_an_article_sentence_gets_that_sentence_verbatim(knowledge, dispatcher, domain):
+    text = "blood flow in the lumbar region"
+    run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", text), domain)
+    [message] = texts(dispatcher)
+    quoted = message.split("\u201c")[1].split("\u201d")[0]
+    assert message.startswith("The article says: \u201c") and quoted in knowledge.article and "lumbar region" in quoted
+    assert PHONE in message
+
+
+def test_an_unclear_message_far_from_the_article_gets_the_fallback(knowledge, dispatcher, domain):
+    run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "purple lamp on tuesdays"), domain)
+    assert texts(dispatcher) == [knowledge.fallback.text]
+
+
+def test_another_language_gets_the_english_only_reply_with_the_phone(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("other_language", "me duele la espalda"), domain)
+    [text] = texts(dispatcher)
+    assert "only understand English" in text and PHONE in text and "911" in text

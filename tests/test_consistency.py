@@ -51,3 +51,16 @@ def test_no_training_example_contradicts_the_safety_net(knowledge):
             if routed and routed != item["intent"]:
                 contradictions.append((item["intent"], routed, text))
     assert contradictions == []
+
+
+def test_the_language_check_agrees_with_the_training_data():
+    """Every other_language example is recognised as not English, and no English example is
+    (the false positives of actions/language.py on the whole training set: none)."""
+    from actions.language import looks_non_english
+    wrong = []
+    for item in load("data/nlu.yml")["nlu"]:
+        for line in item["examples"].splitlines():
+            text = line[2:].strip() if line.startswith("- ") else ""
+            if text and looks_non_english(text) != (item["intent"] == "other_language"):
+                wrong.append((item["intent"], text))
+    assert wrong == []
