@@ -53,11 +53,10 @@ FOLLOW_UP_MAX_WORDS = 9
 # Replies kept even for a follow-up: "how much does it cost?" after a treatment is about prices.
 KEPT_REPLIES = ("ask_cost", "ask_insurance", "ask_hours", "other_language", "request_human", "bot_challenge",
                 "greet", "thank")
-OTHER_TREATMENTS = "other_treatments"
 # Words that make an off-topic or unclear message a health question ("is the weather bad for fibro?"
 # is one; "what's the weather like?" is not).
 _HEALTH = re.compile(r"\b(fibro\w*|fm|pain\w*|back|spine|symptoms?|treat\w*|therap\w*|surgery|condition|disease|"
-                     r"illness|hurt\w*|ach(e|es|ing|y)|sore|sick|health|flare\w*|body)\b", re.IGNORECASE)
+                     r"illness|hurt\w*|ach(e|es|ing|y)|sore|sick|health|flare\w*|body|feel\s+better)\b", re.IGNORECASE)
 # "Would physiotherapy do anything for me?" is about physiotherapy even if the classifier heard a
 # question about back pain or combining treatments; "can PT and swimming be combined?" is not.
 _THERAPY_FIRST_TOPICS = ("back_pain", "combined_approach", "treatments")
@@ -196,16 +195,18 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
     aspect = answering.not_covered_aspect(text)
     follow_up = answering.follow_up_aspect(text) if context is not None else None
 
+    # "How long?" or "kids?" alone is a question about the article only in a message about a topic,
+    # a treatment or health ("how long is the drive?" is not).
+    if aspect is not None and aspect.needs_context and topic is None and therapy is None and context is None \
+            and not _HEALTH.search(text):
+        aspect = None
     reshaped = topic is not None or intent in (MEDICAL_ADVICE_INTENT, OUT_OF_SCOPE_INTENT, FALLBACK_INTENT, None)
-    # A follow-up the classifier took for small talk ("how long does that take?" is not a goodbye).
-    if not reshaped and context is not None and (aspect or follow_up) and intent not in KEPT_REPLIES:
+    # A follow-up, or a question the article doesn't answer, that the classifier took for small talk
+    # ("how long does that take?" is not a goodbye; "what about CBD oil?" is not a capabilities question).
+    if not reshaped and (aspect or (context and follow_up)) and intent not in KEPT_REPLIES:
         reshaped = True
     if not reshaped:
         return Answer([knowledge.replies.get(intent or "", knowledge.fallback)], [], f"reply:{intent}")
-    # An off-topic or unclear message is only a question about the article if it is about health.
-    if aspect is not None and topic is None and therapy is None and context is None \
-            and aspect.key != OTHER_TREATMENTS and not _HEALTH.search(text):
-        aspect = None
     personal = answering.asks_personal(text)
 
     if intent == MEDICAL_ADVICE_INTENT:

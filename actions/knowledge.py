@@ -587,6 +587,7 @@ class Aspect:
     what: str = ""
     closest: Optional[str] = None
     general: bool = False
+    needs_context: bool = False
 
     def matches(self, text: str) -> bool:
         return any(pattern.search(text) for pattern in self.patterns)
@@ -648,7 +649,8 @@ def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic
         Aspect(key=key, patterns=_compile_patterns(raw, path, f"not_covered.aspects.{key}"),
                what=render(_get(raw, "what", path, f"not_covered.aspects.{key}"), path, f"not_covered.aspects.{key}.what"),
                closest=known(raw.get("closest"), f"not_covered.aspects.{key}.closest"),
-               general=bool(raw.get("general", False)))
+               general=bool(raw.get("general", False)),
+               needs_context=bool(raw.get("needs_context", False)))
         for key, raw in _get(raw_not_covered, "aspects", path, "not_covered", kind=dict).items())
     raw_follow_ups = _get(data, "follow_ups", path, kind=dict)
     follow_ups = tuple(Aspect(key=key, patterns=_compile_patterns(raw, path, f"follow_ups.aspects.{key}"))

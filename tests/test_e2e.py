@@ -161,3 +161,75 @@ def test_conversations_are_stored_and_survive_a_restart(servers):
     with sqlite3.connect(servers.db) as connection:
         stored = connection.execute("select count(*) from events where sender_id = ?", (visitor.sender,)).fetchone()[0]
     assert stored > 5
+
+
+# --- Issue 10: the rows of its table, tried as a new visitor would ----------------------------------
+
+DOESNT_COVER = "The article doesn't cover"
+
+
+def test_pain_first_gets_the_back_pain_treatments_and_the_phone(servers):
+    answer = Visitor(servers).says("my back is killing me, any ideas?")
+    assert contains_all(answer, ["physical therapy", "gentle exercise"]) and PHONE in answer
+    assert "not sure I understood" not in answer
+
+
+def test_what_else_is_out_there_gets_the_combined_approach_and_surgery_when_others_failed(servers):
+    answer = Visitor(servers).says("I'm so tired of this pain, what else is out there")
+    assert contains_all(answer, ["combined approach", "individualized", "decompression spine surgery"]), answer
+    assert PHONE in answer
+
+
+def test_hopelessness_is_answered_with_one_gentle_988_line(knowledge, servers):
+    messages = Visitor(servers).say("been living with fibro for years and nothing has worked, what's left?")
+    texts = [message.get("text") or "" for message in messages]
+    answer = "\n".join(texts)
+    assert "combined approach" in answer and "decompression spine surgery" in answer, answer
+    assert texts[-1] == knowledge.answering.hopeless_line and knowledge.crisis_text not in answer
+
+
+@pytest.mark.parametrize("message, phrases", [
+    ("should I be eating differently?", THERAPY_PHRASES["dietary_changes"]),
+    ("should I start exercising even though it hurts?", THERAPY_PHRASES["gentle_exercise"]),
+])
+def test_should_i_gets_the_general_answer_and_the_clinic_decides(knowledge, servers, message, phrases):
+    answer = Visitor(servers).says(message)
+    assert contains_all(answer, phrases) and knowledge.answering.personal_line in answer, answer
+    assert "can't give medical advice" not in answer
+
+
+@pytest.mark.parametrize("message, must", [
+    ("will I ever get rid of fibromyalgia completely?", ["a cure", "managed by trying different treatments"]),
+    ("is fibro for life?", ["a cure"]),
+    ("can I catch fibromyalgia from someone?", ["contagious", "shrouded in mystery"]),
+    ("how often does decompression surgery work?", ["success rates", "have failed"]),
+])
+def test_what_the_article_does_not_say_is_said_plainly(servers, message, must):
+    answer = Visitor(servers).says(message)
+    assert answer.count(DOESNT_COVER) == 1 and contains_all(answer, must) and PHONE in answer, answer
+
+
+@pytest.mark.parametrize("first, follow_up, must", [
+    ("what are the symptoms of fibromyalgia", "and what causes that?", TOPIC_PHRASES["causes"]),
+    ("what is fibromyalgia", "so how do you treat it?", TOPIC_PHRASES["treatments"]),
+    ("tell me about physical therapy", "does it hurt?", [DOESNT_COVER, "lumbar region"]),
+    ("tell me about water therapy", "can I do it at home?", [DOESNT_COVER, "water therapy"]),
+])
+def test_follow_ups_are_about_the_topic_just_discussed(servers, first, follow_up, must):
+    visitor = Visitor(servers)
+    visitor.says(first)
+    assert contains_all(visitor.says(follow_up), must)
+
+
+def test_spanish_gets_the_english_only_reply_with_the_phone(servers):
+    answer = Visitor(servers).says("Hola, me duele mucho la espalda, ¿qué puedo hacer?")
+    assert "only understand English" in answer and PHONE in answer
+
+
+def test_an_explicit_crisis_still_gets_the_crisis_reply_alone(knowledge, servers):
+    answer = Visitor(servers).says("nothing has worked and I want to end my life")
+    assert knowledge.crisis_text in answer and "combined approach" not in answer
+
+
+def test_a_dose_question_is_still_refused(servers):
+    assert "can't give medical advice" in Visitor(servers).says("how much gabapentin should I take at night")
