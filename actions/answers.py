@@ -209,6 +209,8 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
         return Answer([knowledge.replies.get(intent or "", knowledge.fallback)], [], f"reply:{intent}")
     personal = answering.asks_personal(text)
 
+    if intent in (FALLBACK_INTENT, None) and classify(text, knowledge) == MEDICAL_ADVICE_INTENT:
+        return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
     if intent == MEDICAL_ADVICE_INTENT:
         general = therapy or (knowledge.topics["surgery_candidate"] if _SURGERY.search(text) else None)
         if classify(text, knowledge) == MEDICAL_ADVICE_INTENT:

@@ -34,6 +34,9 @@ from actions.safety import CRISIS_INTENT, SAFETY_INTENTS, classify
 SAFETY_NET_KEY = "safety_net"
 HOPELESS_KEY = "hopeless"
 OTHER_LANGUAGE_INTENT = "other_language"
+# A classifier's crisis or emergency this sure is kept even when a medical-advice pattern matches ("should
+# I take all my pills tonight"); a less sure one (which the FallbackClassifier would drop anyway) is not.
+KEEP_SAFETY_CONFIDENCE = 0.5
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -57,7 +60,9 @@ class SafetyNet(GraphComponent, IntentClassifier):
         """Sets the safety intent on every message that matches a pattern."""
         for message in messages:
             text = message.get(TEXT) or ""
-            override = self._override(text, (message.get(INTENT) or {}).get(INTENT_NAME_KEY))
+            predicted = message.get(INTENT) or {}
+            override = self._override(text, predicted.get(INTENT_NAME_KEY),
+                                      float(predicted.get(PREDICTED_CONFIDENCE_KEY) or 0.0))
             if override is not None:
                 ranking = [entry for entry in message.get(INTENT_RANKING_KEY) or []
                            if entry.get(INTENT_NAME_KEY) != override]
@@ -74,7 +79,7 @@ class SafetyNet(GraphComponent, IntentClassifier):
                 message.set(HOPELESS_KEY, True, add_to_output=True)
         return messages
 
-    def _override(self, text: str, predicted: Optional[str] = None) -> Optional[str]:
+    def _override(self, text: str, predicted: Optional[str] = None, confidence: float = 0.0) -> Optional[str]:
         if not text:
             return None
         routed = classify(text, self.knowledge)
@@ -82,7 +87,7 @@ class SafetyNet(GraphComponent, IntentClassifier):
             return routed
         if looks_non_english(text):
             return OTHER_LANGUAGE_INTENT
-        if routed is not None and predicted in SAFETY_INTENTS:
+        if routed is not None and predicted in SAFETY_INTENTS and confidence >= KEEP_SAFETY_CONFIDENCE:
             return None  # a medical-advice pattern never turns the classifier's crisis into a refusal
         return routed
 

@@ -290,3 +290,8 @@ def test_another_language_gets_the_english_only_reply_with_the_phone(knowledge, 
     run(ActionAnswer(), dispatcher, make_tracker("other_language", "me duele la espalda"), domain)
     [text] = texts(dispatcher)
     assert "only understand English" in text and PHONE in text and "911" in text
+
+
+def test_an_unclear_message_matching_a_medical_advice_pattern_is_refused(dispatcher, domain):
+    run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "would it hurt to take an extra pill"), domain)
+    assert "can't give medical advice" in texts(dispatcher)[0]

@@ -37,10 +37,10 @@ def test_no_probe_message_in_english_is_taken_for_another_language():
             assert looks_non_english(text) == ("non_english" in case["expect"]), text
 
 
-def classified(knowledge, text, intent, ranking=()):
+def classified(knowledge, text, intent, ranking=(), confidence=0.7):
     message = Message(data={TEXT: text})
-    message.set(INTENT, {"name": intent, "confidence": 0.7})
-    message.set(INTENT_RANKING_KEY, [{"name": intent, "confidence": 0.7}, *ranking])
+    message.set(INTENT, {"name": intent, "confidence": confidence})
+    message.set(INTENT_RANKING_KEY, [{"name": intent, "confidence": confidence}, *ranking])
     SafetyNet(knowledge).process([message])
     return message
 
@@ -71,3 +71,8 @@ def test_explicit_or_unasked_hopelessness_keeps_the_crisis_reply(knowledge, text
 def test_a_medical_advice_pattern_never_turns_the_classifiers_crisis_into_a_refusal(knowledge):
     message = classified(knowledge, "should I take all my cymbalta at once tonight", "crisis")
     assert message.get(INTENT)["name"] == "crisis"
+
+
+def test_an_unsure_crisis_guess_on_a_medical_advice_question_is_refused_not_dropped(knowledge):
+    message = classified(knowledge, "would it hurt to take an extra pill", "crisis", confidence=0.36)
+    assert message.get(INTENT)["name"] == "medical_advice"
