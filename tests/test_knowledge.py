@@ -144,3 +144,39 @@ def test_the_action_server_refuses_to_start_on_broken_knowledge(knowledge_copy):
     assert result.returncode == 2
     assert "topics.yml: topics missing: doctor" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- Issue 10: how answers are shaped ---------------------------------------------------------------
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda d: d.pop("not_covered"), "'not_covered' is missing"),
+    (lambda d: d["not_covered"]["aspects"]["cure"].update(closest="miracles"), "not a topic or a therapy"),
+    (lambda d: d["not_covered"]["aspects"]["cure"].update(patterns=["(unclosed"]), "invalid expression"),
+    (lambda d: d["not_covered"]["aspects"]["cure"].update(patterns=[".*"]), "matches every message"),
+    (lambda d: d["not_covered"].update(text="The article doesn't cover {nonsense}."), "unknown placeholder"),
+    (lambda d: d["follow_ups"]["targets"].update(treat="nowhere"), "not a topic or a therapy"),
+    (lambda d: d["therapies"]["gentle_exercise"].update(covers=["flying"]), "not an aspect"),
+    (lambda d: d["personal"].pop("line"), "'personal.line' is missing"),
+])
+def test_broken_answer_shaping_is_refused_with_its_problem(knowledge_copy, change, problem):
+    path = knowledge_copy / "topics.yml"
+    edit_yaml(path, change)
+    with pytest.raises(KnowledgeError) as error:
+        load_knowledge(knowledge_copy)
+    assert error.value.path == path and problem in error.value.problem
+
+
+def test_a_missing_hopeless_section_is_refused(knowledge_copy):
+    path = knowledge_copy / "safety.yml"
+    edit_yaml(path, lambda d: d.pop("hopeless"))
+    with pytest.raises(KnowledgeError, match="'hopeless' is missing"):
+        load_knowledge(knowledge_copy)
+
+
+def test_the_new_texts_give_no_medical_fact_and_name_the_phone(knowledge):
+    answering = knowledge.answering
+    for text in (answering.personal_line, answering.quote_outro, answering.not_covered_footer):
+        assert knowledge.clinic.phone in text
+    assert "988" in answering.hopeless_line
+    assert {aspect.key for aspect in answering.not_covered} >= {"contagious", "cure", "success", "side_effects",
+                                                                 "duration"}
