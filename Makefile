@@ -27,7 +27,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NLU_DATA := $(wildcard data/*.yml)
 MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard components/*.py)
 
-.PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe requests clean \
+.PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe probe-pain probe-answers \
+	calibrate-retrieval requests clean \
 	console staff-user retention bench-console chromium
 
 help:
@@ -88,6 +89,19 @@ crossval: setup
 # The trained model on phrasings it never saw (tests/data/nlu_probe.yml).
 probe: $(MODEL)
 	$(RASA) test nlu --model $(MODEL) --nlu tests/data/nlu_probe.yml --out results/probe
+
+# Issue 10's probes: how people in pain ask. The NLU part, then whole answers through the real servers
+# (tests/answer_probe.py; PROBE=tests/data/answer_probe_fresh.yml for the second probe).
+PROBE ?= tests/data/answer_probe.yml
+probe-pain: $(MODEL)
+	$(RASA) test nlu --model $(MODEL) --nlu tests/data/nlu_probe_pain.yml --out results/probe_pain
+
+probe-answers: $(MODEL)
+	$(PY) -m tests.answer_probe $(PROBE) --show-misses --json results/answer_probe.json
+
+# The article-retrieval threshold of actions/retrieval.py, against the training data.
+calibrate-retrieval: setup
+	$(PY) -m tests.calibrate_retrieval
 
 requests: $(VENV)/.installed
 	$(PY) -m actions.requests $(ARGS)

@@ -101,3 +101,48 @@ def test_requests_for_personal_medical_advice_are_refused(knowledge, text):
 @pytest.mark.parametrize("text", NOT_MEDICAL_ADVICE)
 def test_questions_about_the_article_are_not_refused(knowledge, text):
     assert classify(text, knowledge) is None
+
+
+# --- Issue 10: hopelessness is answered (with 988 added); explicit statements stay crises ----------
+
+HOPELESS = [
+    "been living with fibro for years and nothing has worked, what's left?",
+    "I've tried everything and I'm losing hope",
+    "honestly I'm at my wits end with this back",
+    "it will never get better, will it",
+]
+
+
+@pytest.mark.parametrize("text", HOPELESS)
+def test_hopelessness_is_noticed_but_not_routed_as_a_crisis(knowledge, text):
+    assert knowledge.answering.hopeless(text)
+    assert classify(text, knowledge) is None
+
+
+@pytest.mark.parametrize("text", [
+    "I can't go on like this anymore",
+    "I don't want to go on",
+    "I keep thinking about overdosing on my tramadol",
+    "nothing has worked and I want to end my life",
+    "I feel hopeless and I want to die",
+])
+def test_explicit_statements_stay_crises_even_when_hopeless(knowledge, text):
+    assert classify(text, knowledge) == "crisis"
+
+
+@pytest.mark.parametrize("text", [
+    "can I take two tramadol instead of one",
+    "can I stop my cymbalta",
+    "how much gabapentin should I take",
+    "is it safe for me to do water aerobics",
+    "can I have a beer with it",
+    "should I switch from lyrica to savella",
+])
+def test_personal_specifics_about_named_medicines_are_refused(knowledge, text):
+    assert classify(text, knowledge) == "medical_advice"
+
+
+@pytest.mark.parametrize("text", ["should I be eating differently?", "would swimming help my back",
+                                  "is it worth trying physical therapy", "does cymbalta help fibromyalgia"])
+def test_general_should_i_questions_are_not_refused_by_the_patterns(knowledge, text):
+    assert classify(text, knowledge) is None
