@@ -50,13 +50,17 @@ _SURGERY = re.compile(r"\b(surgery|surgeries|operation|operate|operated|decompre
 # surgery candidacy or the clinic's phone, already say that the clinic decides).
 _PERSONAL_LINE_TOPICS = ("back_pain", "treatments", "combined_approach", "surgery")
 FOLLOW_UP_MAX_WORDS = 9
+# Words that give a message its own subject, so that it is not a follow-up of the previous answer.
+_SUBJECT = re.compile(r"\b(fibro\w*|fm|back|spine|pain|symptoms?|causes?|surgery|operation|therap\w*|treat\w*|"
+                      r"exercis\w*|medic\w*|diet|clinic|doctor|dr|director|phone|number|appointment|consultation)\b",
+                      re.IGNORECASE)
 # Replies kept even for a follow-up: "how much does it cost?" after a treatment is about prices.
 KEPT_REPLIES = ("ask_cost", "ask_insurance", "ask_hours", "other_language", "request_human", "bot_challenge",
                 "greet", "thank")
 # Words that make an off-topic or unclear message a health question ("is the weather bad for fibro?"
 # is one; "what's the weather like?" is not).
 _HEALTH = re.compile(r"\b(fibro\w*|fm|pain\w*|back|spine|symptoms?|treat\w*|therap\w*|surgery|condition|disease|"
-                     r"illness|hurt\w*|ach(e|es|ing|y)|sore|sick|health|flare\w*|body|feel\s+better)\b", re.IGNORECASE)
+                     r"illness|hurt\w*|ach(e|es|ing|y)|sore|sick|health|flare\w*|body|feel\s+better|recover\w*)\b", re.IGNORECASE)
 # "Would physiotherapy do anything for me?" is about physiotherapy even if the classifier heard a
 # question about back pain or combining treatments; "can PT and swimming be combined?" is not.
 _THERAPY_FIRST_TOPICS = ("back_pain", "combined_approach", "treatments")
@@ -122,10 +126,11 @@ def _by_key(knowledge: Knowledge, key: Optional[str]) -> Optional[Topic]:
 
 
 def is_follow_up(text: str) -> bool:
-    """A short message that leans on the previous answer ("does it hurt?", "and what causes that?")."""
+    """A short message that leans on the previous answer: it refers back ("does it hurt?"), goes on
+    ("and what causes that?") or names no subject of its own ("how long is the recovery?")."""
     words = text.split()
     return 0 < len(words) <= FOLLOW_UP_MAX_WORDS and bool(
-        _REFERS_BACK.search(text) or _CONTINUES.search(text) or len(words) <= 4)
+        _REFERS_BACK.search(text) or _CONTINUES.search(text) or not _SUBJECT.search(text))
 
 
 def _slots(topic: Topic, knowledge: Knowledge) -> EventList:
@@ -192,6 +197,9 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
     therapy = therapy_named(knowledge, tracker)
     previous = previous_answer_topic(knowledge, tracker)
     context = previous if previous is not None and therapy is None and is_follow_up(text) else None
+    if intent == OUT_OF_SCOPE_INTENT and not (_REFERS_BACK.search(text) or _CONTINUES.search(text)
+                                              or _HEALTH.search(text)):
+        context = None  # "what's the weather like?" after an answer is off-topic, not a follow-up
     aspect = answering.not_covered_aspect(text)
     follow_up = answering.follow_up_aspect(text) if context is not None else None
 

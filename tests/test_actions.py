@@ -295,3 +295,13 @@ def test_another_language_gets_the_english_only_reply_with_the_phone(knowledge, 
 def test_an_unclear_message_matching_a_medical_advice_pattern_is_refused(dispatcher, domain):
     run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "would it hurt to take an extra pill"), domain)
     assert "can't give medical advice" in texts(dispatcher)[0]
+
+
+def test_an_off_topic_message_after_an_answer_is_not_a_follow_up(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, after("water_therapy", "what's the weather like tomorrow", "out_of_scope"), domain)
+    assert texts(dispatcher) == [knowledge.replies["out_of_scope"].text]
+
+
+def test_a_follow_up_naming_no_subject_is_about_the_previous_topic(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, after("surgery", "how long is the recovery?", "out_of_scope"), domain)
+    assert "doesn't cover" in texts(dispatcher)[0] and knowledge.topics["surgery"].answer in texts(dispatcher)[0]
