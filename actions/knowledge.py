@@ -590,6 +590,7 @@ class Aspect:
     needs_context: bool = False
 
     def matches(self, text: str) -> bool:
+        text = bounded(text)
         return any(pattern.search(text) for pattern in self.patterns)
 
 
@@ -621,13 +622,13 @@ class Answering:
 
     def asks_personal(self, text: str) -> bool:
         """A "should I / would it help / is it worth it" question."""
-        return any(pattern.search(text) for pattern in self.personal_patterns)
+        return any(pattern.search(bounded(text)) for pattern in self.personal_patterns)
 
     def hopeless(self, text: str) -> bool:
-        return any(pattern.search(text) for pattern in self.hopeless_patterns)
+        return any(pattern.search(bounded(text)) for pattern in self.hopeless_patterns)
 
     def asks_for_options(self, text: str) -> bool:
-        return any(pattern.search(text) for pattern in self.options_patterns)
+        return any(pattern.search(bounded(text)) for pattern in self.options_patterns)
 
 
 def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic],

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from actions.limits import bounded
+
 # Common words of other languages that are not (or hardly ever) English words. Ambiguous ones
 # ("a", "me", "no", "die", "was", "do", "son", "non", "per", "pour", "ma", "ai"…) are left out.
 FOREIGN_WORDS = frozenset("""
@@ -51,6 +53,7 @@ def _non_latin(char: str) -> bool:
 
 def looks_non_english(text: str) -> bool:
     """True when ``text`` is most likely not English (see the module docstring)."""
+    text = bounded(text)
     letters = [char for char in text if char.isalpha()]
     if not letters:
         return False

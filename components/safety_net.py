@@ -29,6 +29,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from actions.knowledge import Knowledge, get_knowledge
 from actions.language import looks_non_english
+from actions.limits import bounded
 from actions.safety import CRISIS_INTENT, SAFETY_INTENTS, classify
 
 SAFETY_NET_KEY = "safety_net"
@@ -59,7 +60,7 @@ class SafetyNet(GraphComponent, IntentClassifier):
     def process(self, messages: List[Message]) -> List[Message]:
         """Sets the safety intent on every message that matches a pattern."""
         for message in messages:
-            text = message.get(TEXT) or ""
+            text = bounded(message.get(TEXT) if isinstance(message.get(TEXT), str) else "")
             predicted = message.get(INTENT) or {}
             override = self._override(text, predicted.get(INTENT_NAME_KEY),
                                       float(predicted.get(PREDICTED_CONFIDENCE_KEY) or 0.0))

@@ -184,3 +184,44 @@ def test_a_safety_pattern_with_a_repetition_inside_a_repetition_is_refused_at_st
     (folder / "safety.yml").write_text(yaml.safe_dump(safety))
     with pytest.raises(KnowledgeError, match="repetition inside a repetition"):
         load_knowledge(folder)
+
+
+
+# --- Issue 10's patterns: answer shaping, hopelessness and the language check ----------------------
+
+def test_the_answer_shaping_patterns_are_fast_on_their_near_matches():
+    from actions.language import looks_non_english
+    knowledge = get_knowledge()
+    answering = knowledge.answering
+    groups = {"not_covered": [p for a in answering.not_covered for p in a.patterns],
+              "follow_ups": [p for a in answering.follow_ups for p in a.patterns],
+              "personal": answering.personal_patterns, "hopeless": answering.hopeless_patterns,
+              "options": answering.options_patterns}
+    strings = dict(HOSTILE)
+    for group, patterns in groups.items():
+        for index, pattern in enumerate(patterns):
+            words = pattern_words(pattern.pattern) or ["x"]
+            strings[f"{group}[{index}] words"] = fill(" ".join(words) + " ")
+            strings[f"{group}[{index}] first word"] = fill(words[0] + " " + "word " * 12)
+    checks = {"not_covered": answering.not_covered_aspect, "follow_ups": answering.follow_up_aspect,
+              "personal": answering.asks_personal, "hopeless": answering.hopeless,
+              "options": answering.asks_for_options, "language": looks_non_english}
+    slow = {}
+    for name, text in strings.items():
+        for check, call in checks.items():
+            seconds = cpu_seconds(lambda: call(text))
+            if seconds > BUDGET:
+                slow[f"{check} on {name}"] = round(seconds, 2)
+    assert not slow, f"took more than {BUDGET} s of CPU: {slow}"
+
+
+@pytest.mark.parametrize("intent", ["nlu_fallback", "medical_advice", "ask_surgery", "out_of_scope"])
+def test_every_answer_path_is_fast_on_hostile_text(domain, intent):
+    slow = {}
+    for name, text in HOSTILE.items():
+        action = ActionFallback() if intent == "nlu_fallback" else ActionAnswer()
+        tracker = make_tracker(intent, text)
+        seconds = cpu_seconds(lambda: asyncio.run(action.run(CollectingDispatcher(), tracker, domain)))
+        if seconds > BUDGET:
+            slow[name] = round(seconds, 2)
+    assert not slow, f"{intent} took more than {BUDGET} s of CPU on: {slow}"
