@@ -225,6 +225,7 @@ def main() -> int:
         print(f"make cluster: {error}", file=sys.stderr)
         return 2
     env = environment(os.environ, layout)
+    os.umask(0o077)  # what the servers write (nginx's logs, the rendered configuration) is private
     layout.var.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         check_free("127.0.0.1", layout.actions_proxy_port)  # nginx's second port (the supervisor checks the rest)
