@@ -1,117 +1,115 @@
-"""Starts the assistant's servers together and stops them together (``make run``).
+"""``make run``: starts the assistant's four servers under scripts/supervisor.py and keeps them up.
 
-* the action server (``python -m actions``) on 127.0.0.1:5055;
-* the Rasa server with the REST and socket.io channels on 127.0.0.1:5005, its HTTP API off;
-* the staff console (``python -m console``) on 127.0.0.1:8001;
-* the demo clinic page with the chat widget (``python -m web.server``) on 127.0.0.1:8000.
+* actions (essential): ``python -m actions`` on 127.0.0.1:5055, health ``GET /health``;
+* rasa (essential): the Rasa server with the REST and socket.io channels on 127.0.0.1:5005, its HTTP
+  API off, health ``GET /``;
+* console (not essential): the staff console, ``python -m console``, on 127.0.0.1:8001, health its
+  stylesheet (answers without signing in, touches no database);
+* web (not essential): the demo clinic page with the chat widget, ``python -m web.server``, on
+  127.0.0.1:8000, health its stylesheet.
 
-The Rasa server's channels come from build/credentials.yml, written by scripts/credentials.py from
-credentials.yml, credentials.optional.yml and the environment (a channel whose variables are missing
-stays off).
+A crashed or hung server is restarted (see scripts/supervisor.py); the chat keeps answering while the
+console or the demo page is down. Ctrl-C (or SIGTERM) stops every server.
 
-Ctrl-C (or SIGTERM) stops every server; if one of them stops by itself, the others are stopped too
-and the exit status says so. Hosts and ports come from the environment: RASA_HOST, RASA_PORT,
-ACTION_SERVER_HOST, ACTION_SERVER_PORT, CONSOLE_HOST, CONSOLE_PORT, WEB_HOST, WEB_PORT, WEB_ORIGINS (the
-pages allowed to open the widget's socket), RASA_URL (the Rasa address browsers use), RASA_ENDPOINTS for
-another endpoints file and RASA_CREDENTIALS for another credentials file.
+Before starting: the umask becomes 077 and the data folder (``CLINIC_VAR_DIR``, default var/) is made
+0700 with its files 0600, so the database and keys are private even if an older run left them readable;
+ACTION_SERVER_TOKEN, the secret the Rasa server sends to the action server, is generated when unset;
+build/credentials.yml is written by scripts/credentials.py (unless RASA_CREDENTIALS names another file).
+Tables come from ``python -m rasa_ext.migrate``, which the Makefile runs before this script.
+
+Environment: RASA_HOST, RASA_PORT, ACTION_SERVER_HOST, ACTION_SERVER_PORT, CONSOLE_HOST, CONSOLE_PORT,
+WEB_HOST, WEB_PORT, WEB_ORIGINS (the pages allowed to open the widget's socket), RASA_URL (the Rasa
+address browsers use), RASA_MODEL, RASA_ENDPOINTS for another endpoints file (the actions and the console
+read CLINIC_ENDPOINTS, which defaults to it), RASA_CREDENTIALS for another credentials file, and the
+supervisor's SUPERVISOR_* timings.
 """
 
 from __future__ import annotations
 
 import os
-import signal
+import re
+import secrets
+import stat
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from supervisor import EXIT_NOT_STARTED, Server, supervise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+HEALTH_MARK = "supervisor-health-check"  # in the web server's health URL, so its log line can be hidden
+EMPTY_ACCESS_LINE = r"sanic\.access:\s*$"  # the action server logs an empty line per request
 
 
-def commands(env: Dict[str, str]) -> Dict[str, List[str]]:
-    """The servers to start, by name."""
-    rasa_host = env.get("RASA_HOST", "127.0.0.1")
-    return {
-        "actions": [sys.executable, "-m", "actions",
-                    "--host", env.get("ACTION_SERVER_HOST", "127.0.0.1"),
-                    "--port", env.get("ACTION_SERVER_PORT", "5055")],
-        "rasa": [sys.executable, "-m", "rasa_ext", "run", "--model", env.get("RASA_MODEL", "models/clinic.tar.gz"),
-                 "--endpoints", env.get("RASA_ENDPOINTS", "endpoints.yml"),
-                 "--credentials", env.get("RASA_CREDENTIALS", "build/credentials.yml"),
-                 "--interface", rasa_host, "--port", env.get("RASA_PORT", "5005")],
-        "console": [sys.executable, "-m", "console",
-                    "--host", env.get("CONSOLE_HOST", "127.0.0.1"),
-                    "--port", env.get("CONSOLE_PORT", "8001")],
-        "web": [sys.executable, "-m", "web.server"],
-    }
+def servers(env: Dict[str, str]) -> List[Server]:
+    """The four servers of ``make run``."""
+    python = sys.executable
+    actions_host, actions_port = env.get("ACTION_SERVER_HOST", "127.0.0.1"), int(env.get("ACTION_SERVER_PORT", "5055"))
+    rasa_host, rasa_port = env.get("RASA_HOST", "127.0.0.1"), int(env.get("RASA_PORT", "5005"))
+    console_host, console_port = env.get("CONSOLE_HOST", "127.0.0.1"), int(env.get("CONSOLE_PORT", "8001"))
+    web_host, web_port = env.get("WEB_HOST", "127.0.0.1"), int(env.get("WEB_PORT", "8000"))
+    return [
+        Server("actions", [python, "-m", "actions", "--host", actions_host, "--port", str(actions_port)],
+               health_url=f"http://{local(actions_host)}:{actions_port}/health", port=actions_port,
+               host=actions_host, port_setting="ACTION_SERVER_PORT", quiet=(EMPTY_ACCESS_LINE,), cwd=str(ROOT)),
+        Server("rasa", [python, "-m", "rasa_ext", "run", "--model", env.get("RASA_MODEL", "models/clinic.tar.gz"),
+                        "--endpoints", env["RASA_ENDPOINTS"], "--credentials", env["RASA_CREDENTIALS"],
+                        "--interface", rasa_host, "--port", str(rasa_port)],
+               health_url=f"http://{local(rasa_host)}:{rasa_port}/", port=rasa_port, host=rasa_host,
+               port_setting="RASA_PORT", cwd=str(ROOT)),
+        Server("console", [python, "-m", "console", "--host", console_host, "--port", str(console_port)],
+               health_url=f"http://{local(console_host)}:{console_port}/static/console.css", port=console_port,
+               essential=False, host=console_host, port_setting="CONSOLE_PORT", start_timeout=120, cwd=str(ROOT)),
+        Server("web", [python, "-m", "web.server"],
+               health_url=f"http://{local(web_host)}:{web_port}/widget.css?{HEALTH_MARK}", port=web_port,
+               essential=False, host=web_host, port_setting="WEB_PORT", start_timeout=60, quiet=(re.escape(HEALTH_MARK),),
+               cwd=str(ROOT)),
+    ]
 
 
-def wait_until_up(url: str, process: subprocess.Popen, keep_waiting: Callable[[], bool],
-                  timeout: float = 180) -> bool:
-    """Whether ``url`` answered before ``timeout`` seconds, while ``process`` kept running."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None and keep_waiting():
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return True
-        except OSError:
-            time.sleep(1)
-    return False
+def local(host: str) -> str:
+    """The address the supervisor uses to reach a server bound to ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
-def stop(processes: Dict[str, subprocess.Popen]) -> None:
-    """Stops every process: SIGTERM, then SIGKILL after ten seconds."""
-    for process in processes.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for process in processes.values():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
+def make_private(folder: Path) -> None:
+    """The data folder 0700 and its files 0600, whatever an older run or another umask left."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in [folder, *folder.iterdir()]:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or not info.st_mode & 0o077:
+            continue
+        private = 0o700 if stat.S_ISDIR(info.st_mode) else 0o600
+        os.chmod(path, private)
+        print(f"supervisor | {path} was readable by others ({stat.S_IMODE(info.st_mode):o}): "
+              f"now {private:o}", flush=True)
 
 
 def main() -> int:
+    os.umask(0o077)  # what this script and every server write is private (children inherit it)
     env = dict(os.environ)
-    (ROOT / "var").mkdir(exist_ok=True)
+    make_private(Path(env.get("CLINIC_VAR_DIR") or ROOT / "var"))
+    if not env.get("ACTION_SERVER_TOKEN"):
+        env["ACTION_SERVER_TOKEN"] = secrets.token_hex(32)
     web_port = env.setdefault("WEB_PORT", "8000")
     env.setdefault("WEB_ORIGINS", f"http://localhost:{web_port},http://127.0.0.1:{web_port}")
     env.setdefault("RASA_URL", f"http://localhost:{env.get('RASA_PORT', '5005')}")
+    env.setdefault("RASA_ENDPOINTS", "endpoints.yml")
+    env.setdefault("CLINIC_ENDPOINTS", env["RASA_ENDPOINTS"])
     if "RASA_CREDENTIALS" not in env:
-        if subprocess.run([sys.executable, "scripts/credentials.py"], cwd=ROOT, env=env).returncode:
-            return 2
-    processes: Dict[str, subprocess.Popen] = {}
-    interrupted = False
-
-    def on_signal(signum: int, frame: Optional[object]) -> None:
-        nonlocal interrupted
-        interrupted = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        for name, command in commands(env).items():
-            processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-        rasa_url = f"http://{env.get('RASA_HOST', '127.0.0.1')}:{env.get('RASA_PORT', '5005')}"
-        if wait_until_up(rasa_url + "/", processes["rasa"], lambda: not interrupted):
-            console_url = f"http://{env.get('CONSOLE_HOST', '127.0.0.1')}:{env.get('CONSOLE_PORT', '8001')}"
-            print(f"\nThe assistant is ready. Demo page with the chat widget: http://localhost:{web_port}/\n"
-                  f"REST channel: {rasa_url}/webhooks/rest/webhook (socket.io on {rasa_url}). "
-                  f"Staff console: {console_url}. Press Ctrl-C to stop.\n", flush=True)
-        while not interrupted:
-            exited = [name for name, process in processes.items() if process.poll() is not None]
-            if exited:
-                print(f"{', '.join(exited)} stopped unexpectedly; stopping the others.", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-        return 0
-    finally:
-        stop(processes)
-        print("All servers stopped.", flush=True)
+        env["RASA_CREDENTIALS"] = "build/credentials.yml"
+        if subprocess.run([sys.executable, "scripts/credentials.py", "--out", env["RASA_CREDENTIALS"]],
+                          cwd=ROOT, env=env).returncode:
+            return EXIT_NOT_STARTED
+    rasa = f"http://{env.get('RASA_HOST', '127.0.0.1')}:{env.get('RASA_PORT', '5005')}"
+    console = f"http://{env.get('CONSOLE_HOST', '127.0.0.1')}:{env.get('CONSOLE_PORT', '8001')}"
+    ready = (f"The assistant is ready. Demo page with the chat widget: http://localhost:{web_port}/\n"
+             f"REST channel: {rasa}/webhooks/rest/webhook (socket.io on {rasa}). Staff console: {console}.\n"
+             f"Crashed or hung servers are restarted. Press Ctrl-C to stop.")
+    return supervise(servers(env), ready, env)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,423 @@
+"""Keeps a set of local servers running: ``make run`` (scripts/serve.py) and ``make cluster`` use it.
+
+    from supervisor import Server, supervise
+    servers = [Server("api", [sys.executable, "-m", "api", "--port", "9000"],
+                      health_url="http://127.0.0.1:9000/health", port=9000),
+               Server("docs", [...], health_url="http://127.0.0.1:9001/", port=9001, essential=False)]
+    sys.exit(supervise(servers, "Ready: http://127.0.0.1:9000", env=dict(os.environ)))
+
+What :func:`supervise` guarantees, in order:
+
+1. **Ports first.** Every server's port is tried (bound and released) before anything starts; a taken
+   port stops everything with a message naming the port, the server and what to do (exit status 2).
+   So a second ``make run`` next to a running one fails at once instead of saying "ready".
+2. **Ready means ready.** ``ready_message`` is printed once every server answers its health check
+   (``GET health_url`` answers 2xx or 3xx within the check timeout; redirects are not followed).
+3. **Crashed or hung servers are restarted.** A server that exits, or whose health check fails
+   ``hung_after`` times in a row (a deadlock, a blocked event loop, SIGSTOP), is killed (its whole
+   process group, SIGKILL) and started again after an exponential backoff (``backoff_initial`` doubled
+   per restart in the window, at most ``backoff_max``). A server that does not answer within
+   ``start_timeout`` of being started counts as failed the same way.
+4. **A restart limit.** More than ``max_restarts`` restarts of one server within ``restart_window``
+   seconds means it cannot be kept up: if it is ``essential`` (the chat depends on it) everything is
+   stopped with a message and exit status 1; otherwise it is left down with a message and the others
+   keep running (a staff console crash never takes the chat down).
+5. **No orphans.** Each child runs in its own process group (so a Ctrl-C in the terminal reaches only
+   the supervisor, which stops the children in order: SIGTERM, then SIGKILL after ``stop_timeout``) and
+   asks Linux to SIGKILL it when the supervisor dies (``prctl(PR_SET_PDEATHSIG)``, set in the child
+   before ``exec``), so even ``kill -9`` of the supervisor leaves no server running. PR_SET_PDEATHSIG
+   fires when the *thread* that forked the child ends, so children are only ever started from the
+   thread that called :func:`supervise` (health checks run in worker threads, starts never do).
+6. **Private files.** Every child starts with ``umask`` (default 077): whatever the servers write is
+   readable by its owner only.
+
+Each child's output stays on the terminal, every line prefixed with the server's name (stdout to
+stdout, stderr to stderr); the supervisor adds only its own status lines, prefixed ``supervisor |``,
+never anything a server received. The child environment is ``env`` + ``Server.env`` +
+``PYTHONUNBUFFERED=1`` (so lines appear when they are written).
+
+The timings come from :class:`Policy`; :meth:`Policy.from_env` reads them from ``SUPERVISOR_*``
+variables (e.g. ``SUPERVISOR_CHECK_INTERVAL=1``), which the tests use to detect a hang quickly.
+SIGINT, SIGTERM and SIGHUP stop everything and return 0.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import ctypes
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from typing import IO, Callable, Deque, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+EXIT_STOPPED = 0  # stopped by a signal (Ctrl-C)
+EXIT_ESSENTIAL_DOWN = 1  # an essential server could not be kept up
+EXIT_NOT_STARTED = 2  # a port was taken or a server was misdeclared: nothing was started
+
+
+@dataclass
+class Server:
+    """One server to keep running. The first six fields are the contract used by ``make cluster``."""
+
+    name: str
+    command: List[str]
+    health_url: str  # GET must answer 2xx/3xx within the check timeout
+    port: int  # checked free before anything starts
+    essential: bool = True  # the chat depends on it; a non-essential crash never stops the others
+    env: Dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"  # the address the server binds, for the port check
+    port_setting: str = ""  # the environment variable that chooses the port, named when it is taken
+    start_timeout: float = 300.0  # seconds from start to the first healthy answer
+    quiet: Tuple[str, ...] = ()  # regular expressions: output lines matching one are not shown
+    #                              (e.g. the server's own access-log line for each health check)
+    cwd: Optional[str] = None
+
+
+@dataclass
+class Policy:
+    """How often servers are checked, when they count as hung, how restarts back off and are limited."""
+
+    check_interval: float = 5.0  # seconds between health checks of a running server
+    check_timeout: float = 5.0  # a check not answered within this is a failed check
+    hung_after: int = 3  # this many failed checks in a row: the server is killed and restarted
+    backoff_initial: float = 1.0  # delay before the first restart; doubled for each further one
+    backoff_max: float = 30.0
+    max_restarts: int = 5  # restarts allowed within restart_window; one more means give up
+    restart_window: float = 300.0
+    stop_timeout: float = 10.0  # SIGTERM, then SIGKILL after this many seconds
+    umask: Optional[int] = 0o077  # every child's umask (None: inherit the supervisor's)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Policy":
+        """A policy with each field overridden by ``SUPERVISOR_<FIELD>`` when set (umask in octal)."""
+        values = {}
+        for item in fields(cls):
+            raw = env.get("SUPERVISOR_" + item.name.upper())
+            if not raw:
+                continue
+            try:
+                if item.name == "umask":
+                    values[item.name] = int(raw, 8)
+                elif item.name in ("hung_after", "max_restarts"):
+                    values[item.name] = int(raw)
+                else:
+                    values[item.name] = float(raw)
+            except ValueError:
+                raise SystemExit(f"SUPERVISOR_{item.name.upper()} must be a number, not {raw!r}") from None
+        return cls(**values)
+
+
+# --- child processes ------------------------------------------------------------------------------
+
+PR_SET_PDEATHSIG = 1
+try:  # loaded once, before any fork: the child only calls it
+    _prctl: Optional[Callable[..., int]] = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: no parent-death signal (process groups still apply)
+    _prctl = None
+
+
+def _child_setup(supervisor_pid: int, umask: Optional[int]) -> Callable[[], None]:
+    """Runs in the child between fork and exec: die with the supervisor, private files."""
+
+    def setup() -> None:
+        if umask is not None:
+            os.umask(umask)
+        if _prctl is not None:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
+                os._exit(1)
+
+    return setup
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # the child leads its own group (start_new_session)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def check_health(url: str, timeout: float) -> bool:
+    """Whether ``GET url`` answers 2xx or 3xx within ``timeout`` seconds (redirects not followed)."""
+    parts = urlsplit(url)
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    try:
+        connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+        response = connection.getresponse()
+        response.read(65536)
+        return 200 <= response.status < 400
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def port_problem(server: Server) -> Optional[str]:
+    """Why ``server`` could not listen on its port now, or None when the port is free."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(server.host, server.port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        return f"{server.name}: cannot resolve its address {server.host!r} ({error})."
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is fine
+        try:
+            probe.bind(address)
+        except OSError as error:
+            hint = f", or choose another port with {server.port_setting}=<port>" if server.port_setting else ""
+            return (f"Port {server.port} on {server.host} (needed by {server.name}) is already in use "
+                    f"({error.strerror}). Another `make run` or `make cluster` may be running: stop it "
+                    f"(Ctrl-C in its terminal), or find what holds the port with "
+                    f"`ss -ltnp 'sport = :{server.port}'`{hint}.")
+    return None
+
+
+# --- one supervised server ------------------------------------------------------------------------
+
+STARTING, UP, WAITING, DOWN = "starting", "up", "waiting to restart", "down"
+
+
+class _Supervised:
+    """A server's process and state; changed only by the supervisor's main thread."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.process: Optional[subprocess.Popen] = None
+        self.state = WAITING
+        self.generation = 0  # which process a health check result belongs to
+        self.started_at = 0.0
+        self.restart_at = 0.0
+        self.next_check_at = 0.0
+        self.failed_checks = 0
+        self.check: Optional[concurrent.futures.Future] = None
+        self.check_generation = 0
+        self.restarts: Deque[float] = collections.deque()
+        self.was_up = False
+
+
+class _Supervisor:
+    def __init__(self, servers: List[Server], ready_message: str, env: Mapping[str, str], policy: Policy,
+                 out: IO[str], err: IO[str]) -> None:
+        self.servers = [_Supervised(server) for server in servers]
+        self.ready_message = ready_message
+        self.env = dict(env)
+        self.policy = policy
+        self.out, self.err = out, err
+        self.write_lock = threading.Lock()
+        self.stop_requested = False
+        self.ready = False
+        self.checks = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(servers)),
+                                                           thread_name_prefix="health")
+
+    # output
+
+    def _write(self, stream: IO[str], text: str) -> None:
+        with self.write_lock:
+            stream.write(text)
+            stream.flush()
+
+    def say(self, text: str, error: bool = False) -> None:
+        self._write(self.err if error else self.out,
+                    "".join(f"supervisor | {line}\n" for line in text.splitlines()))
+
+    def _relay(self, name: str, pipe: IO[bytes], stream: IO[str], quiet: Tuple[str, ...]) -> None:
+        """Copies a child's output to ours, line by line, with the server's name in front."""
+        width = max(len(s.server.name) for s in self.servers)
+        hidden = [re.compile(pattern) for pattern in quiet]
+        with pipe:
+            for raw in iter(pipe.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not any(pattern.search(line) for pattern in hidden):
+                    self._write(stream, f"{name:<{width}} | {line}\n")
+
+    # processes
+
+    def start(self, item: _Supervised) -> None:
+        server = item.server
+        env = {**self.env, **server.env, "PYTHONUNBUFFERED": "1"}
+        try:
+            process = subprocess.Popen(
+                server.command, cwd=server.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True,
+                preexec_fn=_child_setup(os.getpid(), self.policy.umask))
+        except OSError as error:
+            self.say(f"{server.name} could not be started: {error}", error=True)
+            self.failed(item, now=time.monotonic())
+            return
+        for pipe, stream in ((process.stdout, self.out), (process.stderr, self.err)):
+            threading.Thread(target=self._relay, args=(server.name, pipe, stream, server.quiet),
+                             name=f"relay-{server.name}", daemon=True).start()
+        item.process = process
+        item.generation += 1
+        item.state = STARTING
+        item.started_at = time.monotonic()
+        item.next_check_at = item.started_at
+        item.failed_checks = 0
+        self.say(f"{server.name} started (pid {process.pid})")
+
+    def kill(self, item: _Supervised) -> None:
+        """SIGKILL to the server's whole process group, then reap it."""
+        if item.process is None:
+            return
+        _signal_group(item.process, signal.SIGKILL)
+        try:
+            item.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        item.process = None
+
+    def failed(self, item: _Supervised, now: float) -> None:
+        """The server crashed, hung or never came up: restart it after a backoff, or give up."""
+        self.kill(item)
+        window = self.policy.restart_window
+        while item.restarts and now - item.restarts[0] > window:
+            item.restarts.popleft()
+        name = item.server.name
+        if len(item.restarts) >= self.policy.max_restarts:
+            item.state = DOWN
+            what = (f"{name} could not be kept up: it failed {len(item.restarts) + 1} times within "
+                    f"{window:g} s (see its output above, lines starting with '{name} |').")
+            if item.server.essential:
+                self.say(f"{what}\nThe others depend on it: stopping everything.", error=True)
+                self.stop_requested = True
+            else:
+                self.say(f"{what}\nIt is left down; the other servers keep running. Fix it, then "
+                         f"restart.", error=True)
+            return
+        item.restarts.append(now)
+        delay = min(self.policy.backoff_max, self.policy.backoff_initial * 2 ** (len(item.restarts) - 1))
+        item.state = WAITING
+        item.restart_at = now + delay
+        self.say(f"restarting {name} in {delay:g} s (restart {len(item.restarts)} of at most "
+                 f"{self.policy.max_restarts} within {window:g} s)")
+
+    # the loop
+
+    def step(self, now: float) -> None:
+        for item in self.servers:
+            server = item.server
+            if item.state == WAITING:
+                if now >= item.restart_at:
+                    self.start(item)
+                continue
+            if item.state not in (STARTING, UP) or item.process is None:
+                continue
+            status = item.process.poll()
+            if status is not None:
+                how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+                self.say(f"{server.name} {how}", error=True)
+                self.failed(item, now)
+                continue
+            if item.check is not None and item.check.done():
+                healthy = item.check.result() and item.check_generation == item.generation
+                item.check = None
+                self._checked(item, healthy, now)
+                if item.state not in (STARTING, UP):
+                    continue
+            if item.state == STARTING and now - item.started_at > server.start_timeout:
+                self.say(f"{server.name} did not answer {server.health_url} within {server.start_timeout:g} s "
+                         f"of starting", error=True)
+                self.failed(item, now)
+                continue
+            if item.check is None and now >= item.next_check_at:
+                item.check = self.checks.submit(check_health, server.health_url, self.policy.check_timeout)
+                item.check_generation = item.generation
+                interval = self.policy.check_interval if item.state == UP else min(1.0, self.policy.check_interval)
+                item.next_check_at = now + interval
+
+    def _checked(self, item: _Supervised, healthy: bool, now: float) -> None:
+        server = item.server
+        if healthy:
+            item.failed_checks = 0
+            if item.state == STARTING:
+                item.state = UP
+                self.say(f"{server.name} answers {server.health_url}" + (" again" if item.was_up else ""))
+                item.was_up = True
+            return
+        if item.state != UP:
+            return  # still starting: start_timeout decides
+        item.failed_checks += 1
+        if item.failed_checks >= self.policy.hung_after:
+            self.say(f"{server.name} failed its health check {item.failed_checks} times in a row "
+                     f"({server.health_url}, {self.policy.check_timeout:g} s timeout): it is hung, killing it",
+                     error=True)
+            self.failed(item, now)
+
+    def announce_ready(self) -> None:
+        alive = [item for item in self.servers if item.state != DOWN]
+        if self.ready or not alive or any(item.state != UP for item in alive):
+            return
+        self.ready = True
+        down = [item.server.name for item in self.servers if item.state == DOWN]
+        note = f"\n(Without {', '.join(down)}: it could not be kept up, see above.)" if down else ""
+        self._write(self.out, f"\n{self.ready_message}{note}\n\n")
+
+    def stop_all(self) -> None:
+        running = [item.process for item in self.servers if item.process is not None]
+        for process in running:
+            _signal_group(process, signal.SIGCONT)  # a stopped (hung) process cannot act on SIGTERM
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + self.policy.stop_timeout
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(process, signal.SIGKILL)  # whatever is left of the group
+            process.wait()
+        for item in self.servers:
+            item.process = None
+        self.checks.shutdown(wait=False, cancel_futures=True)
+        self.say("all servers stopped")
+
+    def run(self) -> int:
+        names = [item.server.name for item in self.servers]
+        if len(set(names)) != len(names):
+            self.say(f"server names must be unique: {names}", error=True)
+            return EXIT_NOT_STARTED
+        ports = [item.server.port for item in self.servers]
+        problems = [f"{item.server.name} and another server both use port {item.server.port}."
+                    for index, item in enumerate(self.servers) if item.server.port in ports[:index]]
+        problems += [problem for problem in map(port_problem, (item.server for item in self.servers)) if problem]
+        if problems:
+            self.say("\n".join(problems) + "\nNothing was started.", error=True)
+            return EXIT_NOT_STARTED
+
+        def on_signal(signum: int, frame: object) -> None:
+            self.stop_requested = True
+
+        previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        essential_down = False
+        try:
+            for item in self.servers:
+                self.start(item)
+            while not self.stop_requested:
+                self.step(time.monotonic())
+                self.announce_ready()
+                time.sleep(0.1)
+            essential_down = any(item.state == DOWN and item.server.essential for item in self.servers)
+        finally:
+            self.stop_all()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return EXIT_ESSENTIAL_DOWN if essential_down else EXIT_STOPPED
+
+
+def supervise(servers: List[Server], ready_message: str, env: Dict[str, str],
+              policy: Optional[Policy] = None, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+    """Runs ``servers`` until SIGINT/SIGTERM/SIGHUP (exit 0) or an essential server cannot be kept up
+    (exit 1); exit 2 when a port is taken and nothing was started. See the module docstring.
+
+    Must be called from the main thread (it installs signal handlers, and children die with the
+    thread that started them). ``policy`` defaults to :meth:`Policy.from_env` of ``env``.
+    """
+    return _Supervisor(servers, ready_message, env, policy or Policy.from_env(env), out, err).run()
