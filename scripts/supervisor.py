@@ -354,7 +354,8 @@ class _Supervisor:
 
     def announce_ready(self) -> None:
         alive = [item for item in self.servers if item.state != DOWN]
-        if self.ready or not alive or any(item.state != UP for item in alive):
+        if self.ready or self.stop_requested or not alive or any(item.state != UP for item in alive) or any(
+                item.state == DOWN and item.server.essential for item in self.servers):
             return
         self.ready = True
         down = [item.server.name for item in self.servers if item.state == DOWN]
@@ -403,8 +404,12 @@ class _Supervisor:
             while not self.stop_requested:
                 self.step(time.monotonic())
                 self.announce_ready()
+                if all(item.state == DOWN for item in self.servers):
+                    self.say("no server is left running.", error=True)
+                    break
                 time.sleep(0.1)
-            essential_down = any(item.state == DOWN and item.server.essential for item in self.servers)
+            essential_down = any(item.state == DOWN and item.server.essential for item in self.servers) or all(
+                item.state == DOWN for item in self.servers)
         finally:
             self.stop_all()
             for signum, handler in previous.items():
