@@ -347,5 +347,10 @@ def test_no_server_outlives_a_killed_supervisor(run: Run) -> None:
     assert len(pids) == 4
     run.process.kill()
     run.process.wait()
-    wait_for(lambda: not any(alive(pid) for pid in pids.values()), 10,
-             f"every child gone after kill -9 of the supervisor ({pids})")
+    try:
+        wait_for(lambda: not any(alive(pid) for pid in pids.values()), 10,
+                 f"every child gone after kill -9 of the supervisor ({pids})")
+    finally:
+        for pid in pids.values():
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
