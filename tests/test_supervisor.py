@@ -97,6 +97,15 @@ def crasher(name: str, essential: bool) -> dict:
             "health_url": f"http://127.0.0.1:{port}/", "port": port, "essential": essential}
 
 
+def mute(name: str, essential: bool) -> dict:
+    """A server that accepts connections and never answers, like one hung while starting."""
+    port = free_port()
+    code = (f"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); "
+            "print('listening, never answering', flush=True); time.sleep(600)")
+    return {"name": name, "command": [sys.executable, "-c", code], "health_url": f"http://127.0.0.1:{port}/",
+            "port": port, "essential": essential, "start_timeout": 1.5}
+
+
 def start_driver(tmp_path: Path, specs: List[dict]) -> "tuple[subprocess.Popen, Path]":
     log = tmp_path / "driver.log"
     env = {**os.environ, "SUPERVISOR_CHECK_INTERVAL": "0.5", "SUPERVISOR_BACKOFF_INITIAL": "0.1",
@@ -147,12 +156,26 @@ def test_a_non_essential_server_that_cannot_be_kept_up_is_left_down_and_the_rest
         wait_for(lambda: "GET /visible.txt" in log.read_text(), 10, "the server's own log line", log)
         assert "health-check" not in log.read_text().split("STAND-INS READY")[1]  # hidden: Server.quiet
         pid = started_pids(log, "healthy")[0]
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)  # Ctrl-C
         assert process.wait(timeout=30) == 0
     finally:
         process.kill()
     assert "all servers stopped" in log.read_text()
     assert not alive(pid)
+
+
+def test_a_server_that_never_answers_after_starting_is_killed_and_restarted(tmp_path: Path) -> None:
+    process, log = start_driver(tmp_path, [http_server("healthy", tmp_path), mute("mute", essential=False)])
+    try:
+        wait_for(lambda: "mute could not be kept up" in log.read_text(), 60, "the mute server given up", log)
+        text = log.read_text()
+        assert "mute did not answer http://" in text and "within 1.5 s of starting" in text
+        mutes = started_pids(log, "mute")
+        assert len(mutes) == 4 and not any(alive(pid) for pid in mutes), text  # each one killed
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 # --- the real make run ------------------------------------------------------------------------------
