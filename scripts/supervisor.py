@@ -222,8 +222,11 @@ class _Supervisor:
 
     def _write(self, stream: IO[str], text: str) -> None:
         with self.write_lock:
-            stream.write(text)
-            stream.flush()
+            try:
+                stream.write(text)
+                stream.flush()
+            except (OSError, ValueError):  # the terminal or pipe is gone: keep supervising regardless
+                pass
 
     def say(self, text: str, error: bool = False) -> None:
         self._write(self.err if error else self.out,
@@ -231,7 +234,7 @@ class _Supervisor:
 
     def _relay(self, name: str, pipe: IO[bytes], stream: IO[str], quiet: Tuple[str, ...]) -> None:
         """Copies a child's output to ours, line by line, with the server's name in front."""
-        width = max(len(s.server.name) for s in self.servers)
+        width = max(len("supervisor"), *(len(item.server.name) for item in self.servers))
         hidden = [re.compile(pattern) for pattern in quiet]
         with pipe:
             for raw in iter(pipe.readline, b""):
