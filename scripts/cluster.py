@@ -197,24 +197,26 @@ def servers(layout: Layout, env: Mapping[str, str], credentials: Path) -> List[S
         Server(name="nginx", command=[nginx_binary(env), "-p", str(layout.nginx_prefix), "-e",
                                       str(layout.nginx_prefix / "error.log"), "-c",
                                       str(layout.nginx_prefix / "nginx.conf")],
-               health_url=f"http://127.0.0.1:{layout.port}/nginx-health", port=layout.port)]
+               health_url=f"http://127.0.0.1:{layout.port}/nginx-health", port=layout.port, host=layout.host,
+               port_setting="CLUSTER_PORT")]
     for number, port in enumerate(layout.action_ports, 1):
         listed.append(Server(name=f"actions-{number}",
                              command=[python, "-m", "actions", "--host", "127.0.0.1", "--port", str(port)],
-                             health_url=f"http://127.0.0.1:{port}/health", port=port))
+                             health_url=f"http://127.0.0.1:{port}/health", port=port,
+                             port_setting=f"ACTION_SERVER_PORT_{number}", quiet=(r"sanic\.access",)))
     for number, port in enumerate(layout.rasa_ports, 1):
         listed.append(Server(name=f"rasa-{number}",
                              command=[python, "-m", "rasa_ext", "run", "--model", model,
                                       "--endpoints", env["RASA_ENDPOINTS"], "--credentials", str(credentials),
                                       "--interface", "127.0.0.1", "--port", str(port)],
-                             health_url=f"http://127.0.0.1:{port}/", port=port))
+                             health_url=f"http://127.0.0.1:{port}/", port=port, port_setting=f"RASA_PORT_{number}"))
     listed.append(Server(name="console", command=[python, "-m", "console", "--host", "127.0.0.1",
                                                   "--port", str(layout.console_port)],
                          health_url=f"http://127.0.0.1:{layout.console_port}/login", port=layout.console_port,
-                         essential=False))
+                         essential=False, port_setting="CONSOLE_PORT"))
     listed.append(Server(name="web", command=[python, "-m", "web.server"],
                          health_url=f"http://127.0.0.1:{layout.web_port}/", port=layout.web_port,
-                         essential=False, env={"WEB_HOST": "127.0.0.1"}))
+                         essential=False, env={"WEB_HOST": "127.0.0.1"}, port_setting="WEB_PORT"))
     return listed
 
 
