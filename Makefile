@@ -34,6 +34,7 @@ MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard 
 help:
 	@echo "make run    set up what is missing, train if needed, start the assistant (Ctrl-C stops it)"
 	@echo "make test   validate the data, train if needed, run the story tests and the pytest suite"
+	@echo "make cluster  nginx :8080 in front of two Rasa and two action servers on PostgreSQL and Redis"
 	@echo "make crossval / probe / requests / clean: see the README"
 
 $(VENV)/.installed: requirements.txt
@@ -75,10 +76,10 @@ test-stories: $(MODEL)
 test-unit: setup
 	$(PY) -m pytest tests -m "not e2e"
 
-test-e2e: $(MODEL) $(WEB_DEPS) chromium
+test-e2e: $(MODEL) $(WEB_DEPS) chromium nginx
 	$(PY) -m pytest tests -m e2e
 
-test: validate $(MODEL) $(WEB_DEPS) chromium
+test: validate $(MODEL) $(WEB_DEPS) chromium nginx
 	$(MAKE) --no-print-directory test-stories
 	$(PY) -m pytest tests
 
@@ -123,3 +124,16 @@ bench-console: $(VENV)/.installed
 
 clean:
 	rm -rf models build results .pytest_cache
+
+# Several servers on this machine (README, "Several servers"): nginx on :8080 in front of two Rasa
+# servers and two action servers, on PostgreSQL (database clinic, created if missing) and Redis.
+.PHONY: cluster load nginx
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nginx; }
+
+cluster: $(MODEL) $(WEB_DEPS) nginx
+	$(PY) scripts/cluster.py
+
+# 50 visitors for 2 minutes through a running `make cluster` (ARGS="--url ... --visitors ... --seconds ...").
+load: $(VENV)/.installed
+	$(PY) scripts/load.py $(ARGS)
