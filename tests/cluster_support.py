@@ -178,17 +178,18 @@ async def say(session: aiohttp.ClientSession, url: str, sender: str, text: str) 
         return await response.json()
 
 
-async def simultaneous_pairs(urls: Tuple[str, str], senders: List[str], pairs: int,
+async def simultaneous_pairs(urls: Tuple[str, str], senders: List[str], pairs: int, copies: int = 1,
                              question: str = "what is fibromyalgia") -> Dict[str, List[str]]:
-    """Every sender sends ``pairs`` pairs of messages, the two of a pair at the same moment, one to
-    each URL; the senders run concurrently. Returns the texts sent, by sender (each text unique)."""
+    """Every sender sends ``pairs`` rounds of messages, the messages of a round at the same moment:
+    ``copies`` to each URL (a pair when 1); the senders run concurrently. Returns the texts sent, by
+    sender (each text unique)."""
     sent: Dict[str, List[str]] = {sender: [] for sender in senders}
 
     async def one(session: aiohttp.ClientSession, sender: str) -> None:
         for n in range(pairs):
-            texts = [f"{question} {n}a", f"{question} {n}b"]
-            sent[sender] += texts
-            await asyncio.gather(*(say(session, url, sender, text) for url, text in zip(urls, texts)))
+            batch = [(url, f"{question} {n}{chr(97 + i)}{c}") for c in range(copies) for i, url in enumerate(urls)]
+            sent[sender] += [text for _, text in batch]
+            await asyncio.gather(*(say(session, url, sender, text) for url, text in batch))
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=180)) as session:
         await asyncio.gather(*(one(session, sender) for sender in senders))
