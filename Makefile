@@ -134,6 +134,7 @@ nginx:
 cluster: $(MODEL) $(WEB_DEPS) nginx
 	$(PY) scripts/cluster.py
 
-# 50 visitors for 2 minutes through a running `make cluster` (ARGS="--url ... --visitors ... --seconds ...").
+# 50 visitors for 2 minutes through a running `CLINIC_MAX_REQUESTS_PER_CLIENT=0 make cluster` (all of them
+# come from one address); ARGS="--url ... --visitors ... --seconds ...".
 load: $(VENV)/.installed
 	$(PY) scripts/load.py $(ARGS)

@@ -13,6 +13,9 @@ An error is any message without a 200 and a non-empty answer, or a booking step 
 the expected one. Prints the messages sent, errors, throughput (messages/s), median and 95th
 percentile latency, confirmed bookings and stored rows; the exit status is 1 if anything was wrong.
 ``--json`` also prints the figures as one JSON line (the tests read it).
+
+All simulated visitors come from this machine's address, which the abuse limits count as one client:
+start the cluster with ``CLINIC_MAX_REQUESTS_PER_CLIENT=0`` for a load test.
 """
 
 from __future__ import annotations

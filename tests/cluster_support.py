@@ -72,6 +72,8 @@ class Cluster:
                     "PGDATABASE": database, "CLUSTER_VAR": str(folder / "var"),
                     "RASA_ENDPOINTS": str(endpoints_file(folder, key_prefix, lock_store_type)),
                     "RASA_MODEL": str(MODEL), "CONSOLE_SECRET_KEY": uuid.uuid4().hex,
+                    # every test visitor comes from 127.0.0.1, one "client" for the abuse limits
+                    "CLINIC_MAX_REQUESTS_PER_CLIENT": "0",
                     **{name: str(port) for name, port in self.ports.items()}, **(env or {})}
         self.log_path = folder / "cluster.log"
         self.process: Optional[subprocess.Popen] = None
