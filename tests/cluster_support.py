@@ -57,6 +57,14 @@ def endpoints_file(folder: Path, key_prefix: str, lock_store_type: Optional[str]
     return path
 
 
+def distinct_free_ports(names: List[str]) -> Dict[str, int]:
+    """A free port per name, all different (free_port() alone can give the same port twice)."""
+    ports: Dict[str, int] = {}
+    while len(set(ports.values())) < len(names):
+        ports = {name: free_port() for name in names}
+    return ports
+
+
 class Cluster:
     """``python scripts/cluster.py`` on free ports with the test's own database and Redis prefix."""
 
@@ -64,9 +72,8 @@ class Cluster:
                  lock_store_type: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> None:
         self.folder = folder
         self.database = database
-        self.ports = {name: free_port() for name in (
-            "CLUSTER_PORT", "RASA_PORT_1", "RASA_PORT_2", "ACTION_SERVER_PORT_1", "ACTION_SERVER_PORT_2",
-            "ACTIONS_PROXY_PORT", "CONSOLE_PORT", "WEB_PORT")}
+        self.ports = distinct_free_ports(["CLUSTER_PORT", "RASA_PORT_1", "RASA_PORT_2", "ACTION_SERVER_PORT_1",
+                                          "ACTION_SERVER_PORT_2", "ACTIONS_PROXY_PORT", "CONSOLE_PORT", "WEB_PORT"])
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                     "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore",
                     "PGDATABASE": database, "CLUSTER_VAR": str(folder / "var"),
