@@ -141,6 +141,29 @@ def test_socketio_through_nginx_is_sticky_and_passes_websocket_upgrades(cluster:
     assert websocket_upgrade(cluster, origin, sid).startswith("HTTP/1.1 101")
 
 
+def test_the_demo_page_chats_through_nginx_in_a_real_browser(cluster: cs.Cluster) -> None:
+    """The demo page of make cluster, in headless Chromium: its widget reaches the Rasa servers
+    through nginx, and its socket.io session is upgraded to a WebSocket there."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_web import CHROMIUM, CHROMIUM_ARGS, Visit
+
+    offset = len(cluster.access_log.read_text())
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            visit = Visit(browser, f"http://127.0.0.1:{cluster.ports['WEB_PORT']}/")
+            visit.open()
+            visit.say("what causes fibromyalgia")
+            expect(visit.page.get_by_role("log")).to_contain_text("fibromyalgia", timeout=60000)
+            assert visit.errors == [], visit.errors
+            visit.close()
+        finally:
+            browser.close()
+    lines = [line.split() for line in cluster.access_log.read_text()[offset:].splitlines()]
+    assert any(words[2] == "/socket.io/" and words[3] == "101" for words in lines)  # the WebSocket upgrade
+
+
 def load(cluster: cs.Cluster, visitors: int, seconds: float, extra: Optional[List[str]] = None) -> Dict[str, float]:
     db_url = f"postgresql://{cs.PG['user']}@{cs.PG['host']}:{cs.PG['port']}/{cluster.database}"
     result = subprocess.run([sys.executable, "scripts/load.py", "--url", cluster.url, "--visitors", str(visitors),
