@@ -143,6 +143,7 @@ class Knowledge:
     error_text: str
     technical_problem: str
     disclaimer: str
+    door: Mapping[str, str]  # the channels' own replies (replies.yml `door`: too_long, refused)
     emergency_text: str
     crisis_text: str
     emergency_patterns: Tuple[re.Pattern, ...]
@@ -494,6 +495,14 @@ def _load_booking(files: _Files, clinic_values: Mapping[str, str]) -> Dict[str, 
     return booking
 
 
+DOOR_REPLIES = ("too_long", "refused")
+
+
+def _load_door(data: Mapping[str, Any], path: Path, render: _Renderer) -> Dict[str, str]:
+    raw = _get(data, "door", path, kind=dict)
+    return {key: render(_get(raw, key, path, "door"), path, f"door.{key}") for key in DOOR_REPLIES}
+
+
 def load_knowledge(folder: Optional[Path] = None) -> Knowledge:
     """Reads and validates every knowledge file in ``folder``.
 
@@ -555,6 +564,7 @@ def load_knowledge(folder: Optional[Path] = None) -> Knowledge:
         technical_problem=render(_get(replies_data, "technical_problem", replies_path), replies_path,
                                  "technical_problem"),
         disclaimer=render(_get(replies_data, "disclaimer", replies_path), replies_path, "disclaimer"),
+        door=_load_door(replies_data, replies_path, render),
         emergency_text=render(_get(emergency, "text", safety_path, "emergency"), safety_path, "emergency.text"),
         crisis_text=render(_get(crisis, "text", safety_path, "crisis"), safety_path, "crisis.text"),
         emergency_patterns=_compile_patterns(emergency, safety_path, "emergency"),

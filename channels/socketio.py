@@ -1,4 +1,4 @@
-"""Rasa's socket.io channel with an exact list of the web pages allowed to connect.
+"""Rasa's socket.io channel with exact allowed origins, server-signed sessions and the door's rules.
 
 Rasa 3.6 creates its socket.io server with ``cors_allowed_origins=[]``, which in python-engineio means
 "no origin check at all": any web site could open a socket to the assistant from its visitors'
@@ -11,30 +11,41 @@ python-socketio client) are not affected.
 credentials.yml::
 
     channels.socketio.SocketIOInput:
-      session_persistence: true
       cors_allowed_origins: ["https://www.example.com"]
 
 Origins are exact ``scheme://host[:port]`` strings: no wildcard, no pattern, no path.
 
-It also fixes ``session_request`` with ``session_persistence``: Rasa 3.6 calls
-``AsyncServer.enter_room`` without ``await``, which since python-socketio 5.10 is a coroutine, so the
-client never joined its session's room and never received the bot's replies (Rasa only logs
-"coroutine 'AsyncServer.enter_room' was never awaited").
+Sessions (contracts #3). Rasa's channel takes the client's ``session_id`` as the conversation id, so a
+client could pick any conversation (another visitor's, another channel's). Here the server issues
+them: ``session_request {session_id: <stored id or null>}`` is answered ``session_confirm <id>``, the
+same id if this machine's key signed it (:class:`channels.door.SessionSigner`), else a new one; the
+socket joins that session's room (the conversation ``socketio-<id>``). A ``user_uttered {message,
+session_id}`` is taken only for the session this socket joined; anything else (no session, another
+session, a session id or message that is not a string) gets the ``door.refused`` reply on this socket
+alone. Sessions always persist (``session_persistence`` is implied). This also fixes Rasa 3.6's
+``session_request``, which calls the async ``enter_room`` without ``await`` (python-socketio >= 5.10),
+so that the client never joined its room and never received a reply.
+
+The door's rules (:mod:`channels.door`) apply: control characters removed, a message over 2,000
+characters answered "please shorten" without reaching the NLU, client metadata replaced by the hashed
+client address, packets over 16 KB refused (``max_http_buffer_size``). If handling a message raises or
+produces no message, the session gets ``knowledge.technical_problem``.
 """
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
-import uuid
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
 from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
+from rasa.core.channels.socketio import SocketIOOutput
 from rasa.shared.exceptions import RasaException
 from sanic import Blueprint
 
-from channels import origins
+from actions.knowledge import get_knowledge
+from channels import door, origins, privacy
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +57,22 @@ def parse_origins(value: Any) -> List[str]:
         raise RasaException(f"socket.io channel, cors_allowed_origins: {error}") from error
 
 
+class CountingOutput(SocketIOOutput):
+    """Rasa's socket.io output, counting what it sends (a turn that sent nothing is answered)."""
+
+    sent = 0
+
+    async def _send_message(self, socket_id: Text, response: Any) -> None:
+        self.sent += 1
+        await super()._send_message(socket_id, response)
+
+    async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
+        self.sent += 1
+        await super().send_custom_json(recipient_id, json_message, **kwargs)
+
+
 class SocketIOInput(RasaSocketIOInput):
-    """Rasa's socket.io channel, accepting browser connections only from the configured origins."""
+    """Rasa's socket.io channel: exact origins, signed sessions, the door's rules, never silent."""
 
     @classmethod
     def name(cls) -> Text:
@@ -64,22 +89,82 @@ class SocketIOInput(RasaSocketIOInput):
     allowed_origins: List[str] = []
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        knowledge = get_knowledge()  # loaded at start-up: a broken knowledge folder stops the server
+        key = door.load_secret()
+        signer = door.SessionSigner(key)
         blueprint = super().blueprint(on_new_message)
         sio = self.sio
-        # python-engineio reads this on every request; a non-empty list turns the check on.
+        namespace = self.namespace or "/"
+        # python-engineio reads these on every request; a non-empty list turns the origin check on.
         sio.eio.cors_allowed_origins = parse_origins(self.allowed_origins)
+        sio.eio.max_http_buffer_size = door.MAX_BODY_BYTES
+        rasa_connect = sio.handlers[namespace]["connect"]
 
-        async def session_request(sid: Text, data: Optional[Dict]) -> None:
-            # Rasa's handler, with the room entered for real (replaces the one Rasa registered).
-            data = data if isinstance(data, dict) else {}
-            if not data.get("session_id"):
-                data["session_id"] = uuid.uuid4().hex
-            if self.session_persistence:
-                entered = sio.enter_room(sid, data["session_id"], namespace=self.namespace)
-                if inspect.isawaitable(entered):
-                    await entered
-            await sio.emit("session_confirm", data["session_id"], room=sid, namespace=self.namespace)
-            logger.debug(f"User {sid} joined their session's room.")
+        async def say(room: Text, text: Text) -> None:
+            await sio.emit(self.bot_message_evt, {"text": text}, room=room, namespace=namespace)
 
-        sio.on("session_request", session_request, namespace=self.namespace)
+        async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> Optional[bool]:
+            if await rasa_connect(sid, environ, auth) is False:  # Rasa's JWT check, when configured
+                return False
+            request = environ.get("sanic.request")
+            address = door.client_address(getattr(request, "ip", None), environ.get("HTTP_X_FORWARDED_FOR"),
+                                          door.trusted_proxies())
+            await sio.save_session(sid, {"client": door.client_metadata(key, address)}, namespace=namespace)
+            return True
+
+        async def session_request(sid: Text, data: Any = None, *_: Any) -> None:
+            session_id = data.get("session_id") if isinstance(data, dict) else None
+            conversation = signer.verify(session_id)
+            if conversation is None:
+                session_id = signer.issue()
+                conversation = signer.verify(session_id)
+            session = await self._session(sid)
+            previous = session.get("conversation")
+            if previous and previous != conversation:
+                await sio.leave_room(sid, previous, namespace=namespace)
+            session["conversation"] = conversation
+            await sio.save_session(sid, session, namespace=namespace)
+            await sio.enter_room(sid, conversation, namespace=namespace)
+            await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
+
+        async def handle_message(sid: Text, data: Any = None, *_: Any) -> None:
+            session = await self._session(sid)
+            conversation = session.get("conversation")
+            try:
+                if not isinstance(data, dict):
+                    raise door.Refused("the message must be an object {message, session_id}")
+                if conversation is None or signer.verify(data.get("session_id")) != conversation:
+                    raise door.Refused("not this socket's session")
+                text = door.clean_text(data.get("message"))
+            except door.Refused as refused:
+                logger.info("socket.io: message refused (%s)", refused)
+                await say(sid, knowledge.door["refused"])
+                return
+            privacy.remember(data.get("message"), text, data.get("session_id"), conversation)
+            if door.too_long(text):
+                await say(conversation, knowledge.door["too_long"])
+                return
+            output = CountingOutput(sio, self.bot_message_evt)
+            try:
+                await on_new_message(UserMessage(text, output, conversation, input_channel=self.name(),
+                                                 metadata=session.get("client")))
+            except asyncio.CancelledError:
+                logger.error("socket.io: handling a message of conversation %s was cancelled", conversation)
+            except Exception:
+                logger.exception("socket.io: handling a message of conversation %s failed", conversation)
+            if not output.sent:
+                logger.warning("socket.io: no reply for conversation %s; answering technical_problem",
+                               conversation)
+                await say(conversation, knowledge.technical_problem)
+
+        # Replace the handlers Rasa registered.
+        sio.on("connect", connect, namespace=namespace)
+        sio.on("session_request", session_request, namespace=namespace)
+        sio.on(self.user_message_evt, handle_message, namespace=namespace)
         return blueprint
+
+    async def _session(self, sid: Text) -> Dict[Text, Any]:
+        try:
+            return dict(await self.sio.get_session(sid, namespace=self.namespace or "/"))
+        except KeyError:  # the socket has gone
+            return {}

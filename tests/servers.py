@@ -48,7 +48,8 @@ class Servers:
             "  headers:\n    X-Action-Token: ${ACTION_SERVER_TOKEN}\n"
             f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.db}\n")
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CLINIC_ENDPOINTS": str(self.endpoints),
-                    "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+                    "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
+                    "CLINIC_SESSION_SECRET_FILE": str(folder / "session_secret"), **(env or {})}
         self.env.pop("CLINIC_DB_URL", None)
         # The secret both servers share (contracts #5): Rasa sends it, the action server requires it.
         if not self.env.get("ACTION_SERVER_TOKEN"):

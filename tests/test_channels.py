@@ -14,7 +14,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import aiohttp
 import pytest
@@ -53,7 +53,7 @@ def test_without_variables_only_rest_and_socketio_are_on():
     assert rendered.on == ["rest", "socketio"]
     assert sorted(rendered.off) == sorted(OPTIONAL)
     assert rendered.off["slack"] == ["SLACK_SIGNING_SECRET", "SLACK_TOKEN"]
-    assert list(rendered.channels) == ["rest", "channels.socketio.SocketIOInput"]
+    assert list(rendered.channels) == ["channels.rest.RestInput", "channels.socketio.SocketIOInput"]
     assert rendered.channels["channels.socketio.SocketIOInput"]["cors_allowed_origins"] == \
         ["http://localhost:8000", "http://127.0.0.1:8000"]
 
@@ -191,15 +191,18 @@ async def hang_up(client: socketio.AsyncClient) -> None:
 
 
 class SocketVisitor:
-    """A visitor on the socket.io channel with python-socketio's client.
+    """A visitor on the socket.io channel with python-socketio's client, as the widget does it
+    (contracts #3): ``session_request`` with the stored session id (or None), then every message with
+    the id the server confirmed.
 
     The client uses the polling transport: python-engineio's async WebSocket transport needs
     aiohttp >= 3.10 (``aiohttp.ClientWSTimeout``) and Rasa 3.6 pins aiohttp 3.9. The browser tests
     (test_web.py) use WebSocket.
     """
 
-    def __init__(self, url: str, session_id: str, **connect: Any) -> None:
-        self.url, self.session_id, self.connect_options = url, session_id, connect
+    def __init__(self, url: str, session_id: Optional[str] = None, **connect: Any) -> None:
+        self.url, self.asked, self.connect_options = url, session_id, connect
+        self.session_id = ""
         self.client = socketio.AsyncClient(reconnection=False)
         self.messages: "asyncio.Queue[Dict[str, Any]]" = asyncio.Queue()
         self.confirmed: "asyncio.Queue[str]" = asyncio.Queue()
@@ -208,21 +211,20 @@ class SocketVisitor:
 
     async def __aenter__(self) -> "SocketVisitor":
         await self.client.connect(self.url, wait_timeout=10, transports=["polling"], **self.connect_options)
-        await self.client.emit("session_request", {"session_id": self.session_id})
-        assert await asyncio.wait_for(self.confirmed.get(), 10) == self.session_id
+        await self.client.emit("session_request", {"session_id": self.asked})
+        self.session_id = await asyncio.wait_for(self.confirmed.get(), 10)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         await hang_up(self.client)
 
-    async def say(self, text: str, until: Callable[[str], bool]) -> List[Dict[str, Any]]:
+    async def say(self, text: Any, until: Callable[[str], bool], session_id: Any = None) -> List[Dict[str, Any]]:
         """Sends ``text``; the bot's messages until their joined texts satisfy ``until``."""
-        await self.client.emit("user_uttered", {"message": text, "session_id": self.session_id})
+        await self.client.emit("user_uttered", {"message": text, "session_id": session_id or self.session_id})
         got: List[Dict[str, Any]] = []
         while not until("\n".join(message.get("text") or "" for message in got)):
             got.append(await asyncio.wait_for(self.messages.get(), 60))
         return got
-
 
 
 @pytest.mark.e2e
@@ -234,10 +236,9 @@ def test_a_rest_conversation(servers):
 
 @pytest.mark.e2e
 def test_a_socketio_conversation_continues_after_a_reconnect(servers):
-    session_id = uuid.uuid4().hex + uuid.uuid4().hex
-
     async def conversation() -> None:
-        async with SocketVisitor(servers.url, session_id) as visitor:
+        async with SocketVisitor(servers.url, None) as visitor:
+            session_id = visitor.session_id
             answer = await visitor.say("what is fibromyalgia",
                                        lambda text: contains_all(text, TOPIC_PHRASES["what_is_fibromyalgia"]))
             await asyncio.sleep(1)  # the quick replies come with the answer's last part
@@ -248,9 +249,11 @@ def test_a_socketio_conversation_continues_after_a_reconnect(servers):
             await visitor.say("I'd like to book a consultation", lambda text: "name" in text)
         # a new connection with the same session id: the form goes on where it was
         async with SocketVisitor(servers.url, session_id) as visitor:
+            assert visitor.session_id == session_id  # the server's own id is confirmed as it is
             await visitor.say("Maria Lopez", lambda text: "phone number" in text)
         # another session id is another conversation: the same answer is not taken as a name
-        async with SocketVisitor(servers.url, uuid.uuid4().hex + uuid.uuid4().hex) as stranger:
+        async with SocketVisitor(servers.url, None) as stranger:
+            assert stranger.session_id != session_id
             reply = await stranger.say("Maria Lopez", lambda text: bool(text))
             assert "phone number" not in "\n".join(message.get("text") or "" for message in reply)
 

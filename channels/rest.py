@@ -1,0 +1,99 @@
+"""Rasa's REST channel behind the door's rules (:mod:`channels.door`), never silent.
+
+``POST /webhooks/rest/webhook`` with ``{"sender": "<32-128 hex>", "message": "<text>"}``, as Rasa's
+own :class:`~rasa.core.channels.rest.RestInput`, with these differences:
+
+* the body must be a JSON object, ``sender`` 32–128 hex characters and ``message`` a string, else
+  HTTP 400 with ``{"error": "…"}`` (Rasa's answers 500 to ``[]``, ``"x"`` or ``null``, and puts every
+  client without a sender in one shared conversation, ``"default"``);
+* the message is cleaned and a message over 2,000 characters is answered "please shorten" without
+  reaching the NLU; the client's ``metadata`` and ``input_channel`` are ignored
+  (``metadata = {"client": <hash of the address>}``, ``input_channel = "rest"``);
+* if handling the message fails or produces no message, the answer is ``knowledge.technical_problem``
+  (HTTP 200), never a 500 nor an empty list, and what is logged holds no visitor text;
+* ``?stream=true`` is not offered: the answer is always the JSON list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Awaitable, Callable, Dict, List, Text
+
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.channels.rest import RestInput as RasaRestInput
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from actions.knowledge import get_knowledge
+from channels import door, privacy
+
+logger = logging.getLogger(__name__)
+
+
+def error(status: int, problem: Text) -> HTTPResponse:
+    return response.json({"error": problem}, status=status)
+
+
+def request_client(request: Request, key: bytes) -> Dict[Text, Text]:
+    """The message's metadata: the client's hashed address (see :func:`channels.door.client_metadata`)."""
+    forwarded = ",".join(request.headers.getall("x-forwarded-for", []))
+    address = door.client_address(request.ip, forwarded, door.trusted_proxies())
+    return door.client_metadata(key, address)
+
+
+class RestInput(RasaRestInput):
+    """Rasa's REST channel with the door's rules and the never-silent guard."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "rest"  # same webhook path, /webhooks/rest/webhook
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        knowledge = get_knowledge()  # loaded at start-up: a broken knowledge folder stops the server
+        key = door.load_secret()
+        webhook = Blueprint(f"custom_webhook_{type(self).__name__}_project", __name__)
+
+        @webhook.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            try:
+                body = json.loads(request.body or b"")
+            except Exception:  # not JSON, not UTF-8, too deeply nested, a 5,000-digit number…
+                return error(400, "the body must be a JSON object")
+            if not isinstance(body, dict):
+                return error(400, "the body must be a JSON object")
+            try:
+                sender = door.rest_sender(body.get("sender"))
+                text = door.clean_text(body.get("message"))
+            except door.Refused as refused:
+                return error(400, str(refused))
+            privacy.remember(body.get("message"), text, sender)
+            if door.too_long(text):
+                return response.json([{"recipient_id": sender, "text": knowledge.door["too_long"]}])
+            metadata = request_client(request, key)
+            messages = await self.handle(on_new_message, text, sender, metadata, knowledge.technical_problem)
+            return response.json(messages)
+
+        return webhook
+
+    async def handle(self, on_new_message: Callable[[UserMessage], Awaitable[Any]], text: Text, sender: Text,
+                     metadata: Dict[Text, Any], technical_problem: Text) -> List[Dict[Text, Any]]:
+        """The replies to one message; ``technical_problem`` when it fails or nothing was said."""
+        collector = CollectingOutputChannel()
+        try:
+            await on_new_message(UserMessage(text, collector, sender, input_channel=self.name(),
+                                             metadata=metadata))
+        except asyncio.CancelledError:
+            logger.error("REST: handling a message of conversation %s was cancelled", sender)
+        except Exception:
+            logger.exception("REST: handling a message of conversation %s failed", sender)
+        if not collector.messages:
+            logger.warning("REST: no reply for conversation %s; answering technical_problem", sender)
+            return [{"recipient_id": sender, "text": technical_problem}]
+        return collector.messages
