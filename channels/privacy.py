@@ -7,8 +7,9 @@ rasa-sdk add their handlers later and each their own; every record of every logg
 
 * formats the message once and replaces, in it and in the exception text:
   - the strings the door registered for the current turn (:func:`remember`: the message as sent and
-    as cleaned, the client's id), in their plain, ``repr`` and JSON-escaped forms, and those of the last
-    few turns (a line written by another task);
+    as cleaned become ``<text>``, the client's and the conversation's ids their pseudonym), in their
+    plain, ``repr`` and JSON-escaped forms, and those of the last few turns (a line written by another
+    task);
   - conversation-id shapes: runs of 32 or more hex digits become ``<id:xxxxxxxx>`` (a stable
     pseudonym, so lines of one conversation still go together), ``+`` and 8–15 digits (Twilio's
     senders, phone numbers) become ``<phone>``;
@@ -54,8 +55,8 @@ _HEX_ID = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32,}(?![0-9A-Za-z])")
 _PHONE = re.compile(r"\+\d{8,15}(?!\d)")
 _SQL_PARAMETERS = re.compile(r"\[parameters: .*?\](?=\s*(\n|\(Background|$))", re.DOTALL)
 
-_turn: contextvars.ContextVar[Tuple[str, ...]] = contextvars.ContextVar("privacy_turn", default=())
-_recent: Deque[Tuple[str, ...]] = collections.deque(maxlen=RECENT_TURNS)
+_turn: contextvars.ContextVar[Tuple[Tuple[str, str], ...]] = contextvars.ContextVar("privacy_turn", default=())
+_recent: Deque[Tuple[Tuple[str, str], ...]] = collections.deque(maxlen=RECENT_TURNS)
 _lock = threading.Lock()
 
 
@@ -65,30 +66,34 @@ def _forms(value: str) -> List[str]:
     return sorted(forms, key=len, reverse=True)
 
 
-def remember(*values: Any) -> None:
-    """Registers the strings of the current turn (message, id) that no log line may contain."""
-    strings = tuple(form for value in values if isinstance(value, str) and len(value) >= MIN_TURN_STRING
-                    for form in _forms(value))
-    if not strings:
+def remember(*texts: Any, ids: Tuple[Any, ...] = ()) -> None:
+    """Registers what no log line of the current turn may contain: the visitor's ``texts`` (replaced
+    by ``<text>``) and the conversation's ``ids`` (replaced by their pseudonym)."""
+    pairs = [(form, TEXT) for value in texts if isinstance(value, str) and len(value) >= MIN_TURN_STRING
+             for form in _forms(value)]
+    pairs += [(form, pseudonym(value)) for value in ids if isinstance(value, str) and len(value) >= MIN_TURN_STRING
+              for form in _forms(value)]
+    if not pairs:
         return
-    _turn.set(_turn.get() + strings)
-    recent = tuple(s for s in strings if len(s) >= MIN_RECENT_STRING)
+    _turn.set(_turn.get() + tuple(pairs))
+    recent = tuple(pair for pair in pairs if len(pair[0]) >= MIN_RECENT_STRING)
     if recent:
         with _lock:
             _recent.append(recent)
 
 
 def pseudonym(value: str) -> str:
+    """A stable stand-in for an id: the first 8 hex digits of its SHA-256."""
     return "<id:" + hashlib.sha256(value.encode()).hexdigest()[:8] + ">"
 
 
 def scrub(text: str) -> str:
     """``text`` with the remembered strings and id- and phone-shaped runs replaced."""
     with _lock:
-        recent = [s for turn in _recent for s in turn]
-    for value in sorted({*_turn.get(), *recent}, key=len, reverse=True):
+        recent = [pair for turn in _recent for pair in turn]
+    for value, replacement in sorted({*_turn.get(), *recent}, key=lambda pair: len(pair[0]), reverse=True):
         if value in text:
-            text = text.replace(value, TEXT)
+            text = text.replace(value, replacement)
     text = _SQL_PARAMETERS.sub("[parameters: <hidden>]", text)
     text = _HEX_ID.sub(lambda match: pseudonym(match.group(0).lower()), text)
     return _PHONE.sub(PHONE, text)

@@ -73,7 +73,7 @@ class RestInput(RasaRestInput):
                 text = door.clean_text(body.get("message"))
             except door.Refused as refused:
                 return error(400, str(refused))
-            privacy.remember(body.get("message"), text, sender)
+            privacy.remember(body.get("message"), text, ids=(sender,))
             if door.too_long(text):
                 return response.json([{"recipient_id": sender, "text": knowledge.door["too_long"]}])
             metadata = request_client(request, key)

@@ -140,7 +140,7 @@ class SocketIOInput(RasaSocketIOInput):
                 logger.info("socket.io: message refused (%s)", refused)
                 await say(sid, knowledge.door["refused"])
                 return
-            privacy.remember(data.get("message"), text, data.get("session_id"), conversation)
+            privacy.remember(data.get("message"), text, ids=(data.get("session_id"), conversation))
             if door.too_long(text):
                 await say(conversation, knowledge.door["too_long"])
                 return
