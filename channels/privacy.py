@@ -15,6 +15,8 @@ rasa-sdk add their handlers later and each their own; every record of every logg
     senders, phone numbers) become ``<phone>``;
 * renders an exception's traceback without local variables and with its message scrubbed the same
   way (``SQLAlchemy``'s ``[parameters: …]`` removed whole);
+* warnings go through logging (``logging.captureWarnings``), so through the filter too: Rasa warns
+  with the whole message when one starting with ``/`` is not a valid intent;
 * in Rasa's structured (JSON) log lines, drops each traceback frame's ``locals`` (structlog's
   ``dict_tracebacks`` shows them: the tracker, the message) and blanks the values of keys that carry
   text or ids (``text``, ``message``, ``sender_id``, …) — this covers Rasa's own
@@ -173,6 +175,9 @@ def install() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+    # Warnings (Rasa's say "Failed to parse arguments in line '<the message>'") are printed to stderr,
+    # which is the same log: route them through logging, so through the filter.
+    logging.captureWarnings(True)
     _installed = True
 
 

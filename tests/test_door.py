@@ -196,13 +196,14 @@ def test_install_filters_every_logger_of_the_process_whatever_its_handlers():
             "logging.basicConfig(stream=sys.stdout); h = logging.StreamHandler(sys.stdout); "
             "logging.getLogger('sanic.error').addHandler(h); privacy.remember('Zebulon is here'); "
             "logging.getLogger('sanic.error').error('got %s from %s', 'Zebulon is here', 'ab' * 20); "
-            "logging.getLogger().warning('+13105550177 said hi')")
+            "logging.getLogger().warning('+13105550177 said hi'); "
+            "import warnings; warnings.warn('Failed to parse arguments in line /Zebulon is here')")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "Zebulon" not in out and "ab" * 20 not in out and "3105550177" not in out
-    assert out.count(privacy.TEXT) == 2 and privacy.PHONE in out
+    assert out.count(privacy.TEXT) == 3 and privacy.PHONE in out
 
 
 # --- the real servers ----------------------------------------------------------------------------------
