@@ -71,8 +71,11 @@ def _forms(value: str) -> List[str]:
 def remember(*texts: Any, ids: Tuple[Any, ...] = ()) -> None:
     """Registers what no log line of the current turn may contain: the visitor's ``texts`` (replaced
     by ``<text>``) and the conversation's ``ids`` (replaced by their pseudonym)."""
-    pairs = [(form, TEXT) for value in texts if isinstance(value, str) and len(value) >= MIN_TURN_STRING
-             for form in _forms(value)]
+    # Rasa strips the text and may quote one line of it: those forms are replaced too.
+    variants = {variant for value in texts if isinstance(value, str)
+                for variant in (value, value.strip(), *(line.strip() for line in value.splitlines()
+                                                         if len(line.strip()) >= MIN_RECENT_STRING))}
+    pairs = [(form, TEXT) for value in variants if len(value) >= MIN_TURN_STRING for form in _forms(value)]
     pairs += [(form, pseudonym(value)) for value in ids if isinstance(value, str) and len(value) >= MIN_TURN_STRING
               for form in _forms(value)]
     if not pairs:

@@ -138,8 +138,10 @@ def test_the_filter_removes_the_turns_text_ids_phones_and_sql_parameters():
     text, sender = "my name is Zebulon Quixote and I hurt", uuid.uuid4().hex
 
     def emit(logger: logging.Logger) -> None:
-        privacy.remember(text, ids=(sender,))
+        privacy.remember(f"  {text}\nsecond line of it\n", ids=(sender,))
         logger.warning("failed for %s: %r", sender, {"text": text})
+        logger.warning("Failed to parse arguments in line '%s'", f"{text}\nsecond line of it")
+        logger.warning("only one line quoted: %s", "second line of it")
         try:
             raise KeyError(f"bad value {text!r} for +13105550177")
         except KeyError:
@@ -149,7 +151,7 @@ def test_the_filter_removes_the_turns_text_ids_phones_and_sql_parameters():
 
     written = _logged(emit)
     assert "Zebulon" not in written and sender not in written and sender.upper() not in written
-    assert "3105550177" not in written and "secret words" not in written
+    assert "3105550177" not in written and "secret words" not in written and "second line" not in written
     assert privacy.pseudonym(sender) in written and "KeyError" in written and "Traceback" in written
     privacy.forget_recent()
 
