@@ -29,7 +29,7 @@ MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard 
 
 .PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe probe-pain probe-answers \
 	calibrate-retrieval requests clean \
-	console staff-user retention bench-console chromium
+	console staff-user retention bench-console chromium fuzz
 
 help:
 	@echo "make run    set up what is missing, train if needed, start the assistant (Ctrl-C stops it)"
@@ -121,6 +121,10 @@ retention: $(VENV)/.installed
 
 bench-console: $(VENV)/.installed
 	$(PY) scripts/bench_console.py $(ARGS)
+
+# The door's fuzz test, longer than in `make test` (FUZZ_INPUTS=2000 there; FUZZ_SEED replays a run).
+fuzz: $(MODEL)
+	FUZZ_INPUTS=$${FUZZ_INPUTS:-20000} $(PY) -m pytest tests/test_fuzz.py -q -s
 
 clean:
 	rm -rf models build results .pytest_cache
