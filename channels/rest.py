@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Awaitable, Callable, Dict, List, Text
+from typing import Any, Awaitable, Callable, Dict, Text
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from rasa.core.channels.rest import RestInput as RasaRestInput
@@ -74,26 +74,39 @@ class RestInput(RasaRestInput):
             except door.Refused as refused:
                 return error(400, str(refused))
             privacy.remember(body.get("message"), text, ids=(sender,))
+            output = self.output_channel()
             if door.too_long(text):
-                return response.json([{"recipient_id": sender, "text": knowledge.door["too_long"]}])
-            metadata = request_client(request, key)
-            messages = await self.handle(on_new_message, text, sender, metadata, knowledge.technical_problem)
-            return response.json(messages)
+                await self.say(output, sender, knowledge.door["too_long"])
+            else:
+                metadata = request_client(request, key)
+                await self.handle(on_new_message, output, text, sender, metadata, knowledge.technical_problem)
+            return self.answer(output)
 
         return webhook
 
-    async def handle(self, on_new_message: Callable[[UserMessage], Awaitable[Any]], text: Text, sender: Text,
-                     metadata: Dict[Text, Any], technical_problem: Text) -> List[Dict[Text, Any]]:
-        """The replies to one message; ``technical_problem`` when it fails or nothing was said."""
-        collector = CollectingOutputChannel()
+    def output_channel(self) -> CollectingOutputChannel:
+        """Where the turn's replies go: collected for the HTTP answer."""
+        return CollectingOutputChannel()
+
+    def answer(self, output: CollectingOutputChannel) -> HTTPResponse:
+        """The HTTP answer once the turn is over: the replies, as a JSON list."""
+        return response.json(output.messages)
+
+    async def say(self, output: CollectingOutputChannel, sender: Text, text: Text) -> None:
         try:
-            await on_new_message(UserMessage(text, collector, sender, input_channel=self.name(),
-                                             metadata=metadata))
+            await output.send_text_message(sender, text)
+        except Exception:  # e.g. the callback channel's receiver is down: nothing more can be done
+            logger.exception("%s: a reply to conversation %s could not be sent", self.name(), sender)
+
+    async def handle(self, on_new_message: Callable[[UserMessage], Awaitable[Any]], output: CollectingOutputChannel,
+                     text: Text, sender: Text, metadata: Dict[Text, Any], technical_problem: Text) -> None:
+        """Runs one turn; says ``technical_problem`` when it fails or nothing was said."""
+        try:
+            await on_new_message(UserMessage(text, output, sender, input_channel=self.name(), metadata=metadata))
         except asyncio.CancelledError:
-            logger.error("REST: handling a message of conversation %s was cancelled", sender)
+            logger.error("%s: handling a message of conversation %s was cancelled", self.name(), sender)
         except Exception:
-            logger.exception("REST: handling a message of conversation %s failed", sender)
-        if not collector.messages:
-            logger.warning("REST: no reply for conversation %s; answering technical_problem", sender)
-            return [{"recipient_id": sender, "text": technical_problem}]
-        return collector.messages
+            logger.exception("%s: handling a message of conversation %s failed", self.name(), sender)
+        if not output.messages:
+            logger.warning("%s: no reply for conversation %s; answering technical_problem", self.name(), sender)
+            await self.say(output, sender, technical_problem)

@@ -67,7 +67,7 @@ def test_every_channel_is_on_when_its_variables_are_set():
     assert channels["facebook"]["page-access-token"] == SECRETS["FACEBOOK_PAGE_ACCESS_TOKEN"]
     assert channels["twilio"]["twilio_number"] == SECRETS["TWILIO_NUMBER"]
     assert channels["telegram"]["webhook_url"] == SECRETS["TELEGRAM_WEBHOOK_URL"]
-    assert channels["callback"] == {"url": SECRETS["CALLBACK_URL"]}
+    assert channels["channels.callback.CallbackInput"] == {"url": SECRETS["CALLBACK_URL"]}
 
 
 @pytest.mark.parametrize("missing", ["SLACK_SIGNING_SECRET", "TWILIO_NUMBER", "CALLBACK_URL", "FACEBOOK_APP_SECRET"])

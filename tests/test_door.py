@@ -32,6 +32,7 @@ from channels import door, privacy
 from scripts import credentials
 from tests.expectations import TOPIC_PHRASES, contains_all
 from tests.servers import ROOT, Servers, Visitor, free_port
+from tests.test_channels import Receiver
 
 KNOWLEDGE = get_knowledge()
 TOO_LONG = KNOWLEDGE.door["too_long"]
@@ -266,6 +267,13 @@ def test_rest_refuses_missing_empty_and_odd_senders(servers, sender):
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("body", [{"message": "hi"}, {"sender": "default", "message": "hi"}, [], "x", None])
+def test_the_callback_channel_applies_the_same_rules(servers, body):
+    response = requests.post(f"{servers.url}/webhooks/callback/webhook", data=json.dumps(body), timeout=60)
+    assert response.status_code == 400 and "error" in response.json()
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("message", [None, 12345, ["hi"], {"text": "hi"}, True])
 def test_rest_refuses_a_message_that_is_not_a_string(servers, message):
     response = post(servers, {"sender": uuid.uuid4().hex, "message": message})
@@ -413,8 +421,10 @@ def broken(tmp_path_factory):
     (a free port nobody listens on), as when Redis is down. Only Rasa runs: no turn gets further."""
     folder = tmp_path_factory.mktemp("door-broken")
     path = folder / "credentials.yml"
-    credentials.write(credentials.render({"CALLBACK_URL": "http://127.0.0.1:9/bot"}), path)
+    receiver = Receiver()
+    credentials.write(credentials.render({"CALLBACK_URL": receiver.url}), path)
     running = Servers(folder, credentials=path)
+    running.receiver = receiver
     with running.endpoints.open("a") as endpoints:
         endpoints.write(f"lock_store:\n  type: redis\n  url: 127.0.0.1\n  port: {free_port()}\n"
                         f"  key_prefix: door{uuid.uuid4().hex[:8]}\n  socket_timeout: 2\n")
@@ -422,6 +432,7 @@ def broken(tmp_path_factory):
     running._wait(running.url + "/", "rasa")
     yield running
     running.stop()
+    receiver.close()
 
 
 @pytest.mark.e2e
@@ -438,6 +449,12 @@ def test_when_handling_raises_every_channel_answers_technical_problem_and_logs_n
             assert await visitor.reply() == TECHNICAL
 
     asyncio.run(socket())
+    # the callback channel (Rasa's answers 500 here and sends nothing): "success", and the reply is posted
+    callback = requests.post(f"{broken.url}/webhooks/callback/webhook", timeout=60,
+                             json={"sender": sender, "message": f"callback {secret}"})
+    assert callback.status_code == 200 and callback.text == "success"
+    [posted] = broken.receiver.messages(lambda got: len(got) >= 1)
+    assert posted["json"]["text"] == TECHNICAL and posted["json"]["recipient_id"] == sender
     log = broken.log("rasa")
     assert "Traceback" in log and "ConnectionError" in log
     assert "Zebulon" not in log and "Elm Street" not in log and sender not in log
