@@ -16,7 +16,8 @@ rasa-sdk add their handlers later and each their own; every record of every logg
 * renders an exception's traceback without local variables and with its message scrubbed the same
   way (``SQLAlchemy``'s ``[parameters: …]`` removed whole);
 * warnings go through logging (``logging.captureWarnings``), so through the filter too: Rasa warns
-  with the whole message when one starting with ``/`` is not a valid intent;
+  with the message, and pieces of it, when one starting with ``/`` is not a valid intent (that warning
+  is replaced whole);
 * in Rasa's structured (JSON) log lines, drops each traceback frame's ``locals`` (structlog's
   ``dict_tracebacks`` shows them: the tracker, the message) and blanks the values of keys that carry
   text or ids (``text``, ``message``, ``sender_id``, …) — this covers Rasa's own
@@ -92,8 +93,19 @@ def pseudonym(value: str) -> str:
     return "<id:" + hashlib.sha256(value.encode()).hexdigest()[:8] + ">"
 
 
+# Rasa messages that quote pieces of a visitor's text (not only whole lines), replaced whole.
+_QUOTING = {
+    # rasa/shared/core/training_data/story_reader/yaml_story_reader.py: a message starting with "/"
+    "Failed to parse arguments in line": "Rasa could not read a message starting with '/' as an intent "
+                                         "(it is taken as text; the warning quoted it and is not logged)",
+}
+
+
 def scrub(text: str) -> str:
     """``text`` with the remembered strings and id- and phone-shaped runs replaced."""
+    for marker, summary in _QUOTING.items():
+        if marker in text:
+            return summary
     with _lock:
         recent = [pair for turn in _recent for pair in turn]
     for value, replacement in sorted({*_turn.get(), *recent}, key=lambda pair: len(pair[0]), reverse=True):
