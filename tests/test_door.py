@@ -209,7 +209,7 @@ def test_install_filters_every_logger_of_the_process_whatever_its_handlers():
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "Zebulon" not in out and "ab" * 20 not in out and "3105550177" not in out
-    assert out.count(privacy.TEXT) == 3 and privacy.PHONE in out
+    assert out.count(privacy.TEXT) == 2 and privacy.PHONE in out and "could not read a message" in out
 
 
 # --- the real servers ----------------------------------------------------------------------------------
