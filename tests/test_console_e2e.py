@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from actions.store import consultation_requests, consultation_status_history
 from console import db
+from console.app import conversation_key
 from tests.conftest import ROOT
 from tests.console_support import EMAIL, PASSWORD, make_app, signed_in_client
 from tests.servers import Servers, Visitor, free_port
@@ -66,14 +67,14 @@ def test_real_conversations_are_listed_flagged_and_readable(chats, monkeypatch):
         row = connection.execute(sa.select(db.conversations).where(
             db.conversations.c.sender_id == chats["booking"])).first()
     assert row.turns == 10 and row.fallbacks == 1 and row.consultation and not row.emergency
-    page = client.get(f"/conversations/{chats['booking']}").get_data(as_text=True)
+    page = client.get(f"/conversations/{conversation_key(chats['booking'])}").get_data(as_text=True)
     assert SCRIPT not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     for shown in ("<code>greet</code> · confidence", "<code>nlu_fallback</code> · confidence 0.40",
                   "by <code>action_fallback</code>", "by <code>action_answer</code>",
                   "by <code>consultation_form</code>", "by <code>action_submit_consultation</code>",
                   "Consultation request #", "(310) 555-0134"):
         assert shown in page, shown
-    assert "by <code>action_safety</code>" in client.get(f"/conversations/{chats['emergency']}").get_data(as_text=True)
+    assert "by <code>action_safety</code>" in client.get(f"/conversations/{conversation_key(chats['emergency'])}").get_data(as_text=True)
     insight = client.get("/insight").get_data(as_text=True)
     assert "qwzx vbnm plok" in insight
 
