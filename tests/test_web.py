@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = ROOT / "test-artifacts"
 TEL = "tel:+1" + re.sub(r"\D", "", PHONE)
 XSS = "<img src=x onerror=alert(1)>"
+SESSION_ID = r"[A-Za-z0-9._:-]{16,200}"  # what the widget accepts from session_confirm
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +167,7 @@ def test_a_reload_shows_the_conversation_and_continues_it(visit):
     visit.say("I'd like to book a consultation")
     expect(visit.bot.last).to_contain_text("name", timeout=30000)
     session = visit.page.evaluate("() => sessionStorage.getItem('clinicChat.session')")
-    assert re.fullmatch(r"[0-9a-f]{32}", session)  # the id the server confirmed
+    assert re.fullmatch(SESSION_ID, session)  # the id the server confirmed
     before = visit.page.locator(".cc-msg").all_text_contents()
 
     visit.page.reload()
@@ -188,7 +190,33 @@ def test_each_visitor_gets_a_different_random_session(browser, site):
         expect(other.page.locator(".cc-root")).to_have_class(re.compile("cc-online"), timeout=15000)
         sessions.add(other.page.evaluate("() => sessionStorage.getItem('clinicChat.session')"))
         other.close()
-    assert len(sessions) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", s) for s in sessions)
+    assert len(sessions) == 3 and all(re.fullmatch(SESSION_ID, s) for s in sessions)
+
+
+def test_the_widget_uses_the_session_id_the_server_confirms(browser, site, servers):
+    # A stored id is offered to the server; whatever it confirms (the same id from a server that echoes it, a
+    # new signed one from a server that issues its own) is stored and is the conversation of every message.
+    visit = Visit(browser, site)
+    try:
+        visit.page.evaluate("() => sessionStorage.setItem('clinicChat.session', 'f'.repeat(32))")
+        visit.page.reload()
+        visit.open()
+        confirmed = visit.page.evaluate("() => sessionStorage.getItem('clinicChat.session')")
+        assert re.fullmatch(SESSION_ID, confirmed)
+        visit.say("what is fibromyalgia")
+        expect(visit.bot.last).to_contain_text(TOPIC_PHRASES["what_is_fibromyalgia"][0], timeout=30000)
+        deadline = time.monotonic() + 20  # Rasa stores the turn just after answering
+        while True:
+            with sqlite3.connect(servers.db) as connection:
+                senders = {row[0] for row in connection.execute(
+                    "select distinct sender_id from events where type_name = 'user'")}
+            if any(confirmed in sender for sender in senders) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert any(confirmed in sender for sender in senders), (confirmed, senders)
+        assert visit.errors == []
+    finally:
+        visit.close()
 
 
 def test_html_in_a_message_is_shown_as_text_never_run(visit):
