@@ -169,7 +169,11 @@ def create_schema(engine: Engine) -> None:
     except sa.exc.IntegrityError:  # another console process did it meanwhile
         pass
     metadata.create_all(engine)
-    store.metadata.create_all(engine)
+    # The requests tables as the action server creates them, with the columns a table made by an earlier
+    # version lacks (the console reads every column).
+    requests = store.RequestStore(engine.url)  # its own engine connects lazily: never used
+    requests.engine = engine
+    requests.create_table()
     ensure_event_indexes(engine)
 
 

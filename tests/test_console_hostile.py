@@ -439,3 +439,15 @@ def test_unanswered_messages_are_grouped_counted_and_answered_ones_left_out(cons
     assert row.group(1) == "  do you SELL cbd-oil!" and row.group(2) == "action_fallback"  # the newest, its answer
     assert "swimming" not in html
     assert "flag fallback" not in page(client, transcript_path("conv-swim")).split('class="transcript"')[1]
+
+
+def test_the_console_adds_columns_an_older_requests_table_lacks(console):
+    app, engine, request_id = console
+    with engine.begin() as connection:  # the table as an earlier version created it
+        for index in db.store.consultation_requests.indexes:
+            if [column.name for column in index.columns] == ["client"]:
+                connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
+        connection.exec_driver_sql("ALTER TABLE consultation_requests DROP COLUMN client")
+    app, engine = make_app(str(engine.url.render_as_string(hide_password=False)))
+    client = signed_in_client(app, engine)
+    assert "Maria" in page(client, "/requests")
