@@ -204,7 +204,8 @@ def test_the_widget_uses_the_session_id_the_server_confirms(browser, site, serve
         confirmed = visit.page.evaluate("() => sessionStorage.getItem('clinicChat.session')")
         assert re.fullmatch(SESSION_ID, confirmed)
         visit.say("what is fibromyalgia")
-        expect(visit.bot.last).to_contain_text(TOPIC_PHRASES["what_is_fibromyalgia"][0], timeout=30000)
+        expect(visit.page.get_by_role("log")).to_contain_text(TOPIC_PHRASES["what_is_fibromyalgia"][0],
+                                                               timeout=30000)
         deadline = time.monotonic() + 20  # Rasa stores the turn just after answering
         while True:
             with sqlite3.connect(servers.db) as connection:
