@@ -22,10 +22,14 @@ def main(argv=None) -> int:
     from console.app import create_app
     try:
         app = create_app()
-        summary.refresh(app.extensions["console_engine"], force=True)  # the first build, before any visit
     except (ConfigError, SQLAlchemyError) as error:
         print(f"The console cannot use its database: {error}", file=sys.stderr)
         return 2
+    try:
+        summary.refresh(app.extensions["console_engine"], force=True)  # the first build, before any visit
+    except Exception as error:  # noqa: BLE001 - stored data never stops the console; pages retry the build
+        print(f"Warning: the conversation summaries could not be built yet ({type(error).__name__}); "
+              "the pages will try again.", file=sys.stderr)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not settings["SECURE_COOKIES"]:
         print(f"Warning: serving on {args.host} without CONSOLE_SECURE_COOKIES=1; put it behind HTTPS.",
               file=sys.stderr)

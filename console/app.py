@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
+import functools
 import hmac
 import io
 import json
+import logging
 import math
+import re
 import secrets
 from typing import Any, Dict, Iterator, Optional
 from urllib.parse import urlsplit
@@ -17,9 +21,19 @@ from flask import (Flask, Response, abort, flash, g, redirect, render_template, 
 from sqlalchemy.engine import URL
 
 from actions.store import STATUSES, RequestStore, database_url
-from console import auth, config, db, queries, summary
+from console import auth, config, db, queries, redaction, summary
+from console.text import clean
+
+logger = logging.getLogger(__name__)
 
 PUBLIC_ENDPOINTS = {"login", "static"}
+MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds on PostgreSQL
+KEY = re.compile(r"[A-Za-z0-9_-]+")
+# "/" then URL characters; not "//" nor "/\" (another host for browsers)
+NEXT = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")
+# The last line of an export that failed part-way (then the connection is cut).
+EXPORT_FAILED = {"csv": "\nEXPORT FAILED: this file is incomplete\n",
+                 "json": "\n], \"complete\": false, \"error\": \"export failed: this file is incomplete\"}\n"}
 AUDIT_PAGE_SIZE = 100
 CSV_COLUMNS = ("conversation_id", "started_at", "topics", "fallback", "consultation", "emergency",
                "at", "speaker", "text", "intent", "confidence", "action")
@@ -63,8 +77,7 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
 
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["topic_label"] = summary.topic_label
-    app.jinja_env.filters["when"] = lambda ts: (
-        "" if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M"))
+    app.jinja_env.filters["when"] = when
     app.jinja_env.filters["datetime"] = utc_datetime
     app.jinja_env.filters["phone"] = display_phone
     app.jinja_env.filters["percent"] = lambda value: f"{100 * value:.1f} %"
@@ -99,6 +112,8 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
     @app.errorhandler(400)
     @app.errorhandler(401)
     @app.errorhandler(404)
+    @app.errorhandler(405)
+    @app.errorhandler(413)
     def error(exc):
         return render_template("error.html", error=exc), exc.code
 
@@ -111,13 +126,22 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
             csrf_token()
             return render_template("login.html", next=target, email="")
         email = request.form.get("email", "")[:254]
+        actor = clean(email).strip().lower()[:254] or "-"
+        attempt = auth.begin_attempt(engine, request.remote_addr, cfg("IP_MAX_FAILED_LOGINS"),
+                                     cfg("IP_WINDOW_SECONDS"))
+        if attempt is None:
+            audit("login_throttled", actor=actor)
+            flash("Too many failed sign-ins from your address: wait a few minutes and try again, or ask an "
+                  "administrator.", "error")
+            return render_template("login.html", next=target, email=email), 429
         result = auth.authenticate(engine, email, request.form.get("password", "")[:1024],
                                    cfg("MAX_FAILED_LOGINS"), cfg("LOCK_SECONDS"))
         if result["user"] is None:
-            audit(f"login_{result['outcome']}", actor=email.strip().lower()[:254] or "-")
+            audit(f"login_{result['outcome']}", actor=actor)
             flash("Wrong email or password, or the account is locked after too many attempts: "
                   "wait and try again, or ask an administrator.", "error")
             return render_template("login.html", next=target, email=email), 401
+        auth.attempt_succeeded(engine, attempt)
         old = session.get("sid")
         if old:
             auth.end_session(engine, old)
@@ -152,15 +176,18 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
                                pages=max(1, math.ceil(total / queries.PAGE_SIZE)),
                                topics=queries.known_topics(engine), flags=queries.FLAGS)
 
-    @app.get("/conversations/<path:sender_id>")
-    def transcript(sender_id: str):
+    @app.get("/conversations/<key>")
+    def transcript(key: str):
+        sender_id = conversation_id(key)
+        if sender_id is None:
+            abort(404)
         summary.refresh(engine)
         turns = queries.transcript(engine, sender_id) if db.has_events(engine) else []
         about = queries.conversation(engine, sender_id)
         if not turns and about is None:
             abort(404)
-        audit("view_transcript", target=sender_id)
-        return render_template("transcript.html", sender_id=sender_id, turns=turns, about=about,
+        audit("view_transcript", target=clean(sender_id))
+        return render_template("transcript.html", sender_id=clean(sender_id), turns=turns, about=about,
                                requests=queries.requests_for(engine, sender_id))
 
     @app.get("/requests")
@@ -174,7 +201,8 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
         return render_template("requests.html", rows=rows, status=status, statuses=STATUSES, total=total,
                                page=page, pages=max(1, math.ceil(total / queries.PAGE_SIZE)))
 
-    @app.post("/requests/<int:request_id>/status")
+    # Ids beyond the column's range are "not found" (404), never a database error.
+    @app.post(f"/requests/<int(max={MAX_ID}):request_id>/status")
     def change_status(request_id: int):
         status = request.form.get("status", "")
         if status not in STATUSES:
@@ -211,16 +239,50 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
         total = queries.count_conversations(engine, filters)
         audit("export", detail=f"format: {fmt}; redacted: {'yes' if redacted else 'no'}; "
                                f"conversations: {total}; filters: {filters.describe()}")
-        items = queries.export_conversations(engine, filters, redacted)
+        id_key = functools.partial(redaction.conversation_key, secret=app.config["SECRET_KEY"])
+        items = queries.export_conversations(engine, filters, redacted, id_key=id_key)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         name = f"conversations-{stamp}{'-redacted' if redacted else ''}.{fmt}"
         body = stream_csv(items) if fmt == "csv" else stream_json(items)
-        return Response(stream_with_context(body),
+        actor = g.user.email
+        address = request.remote_addr
+
+        def guarded() -> Iterator[str]:
+            # Headers (200) are sent before the first row: an export that fails part-way ends with a line
+            # saying so, and then the connection is cut without the end of the chunked body, so that no
+            # client takes a truncated file for a whole one. The failure is audited and logged (type only).
+            try:
+                yield from body
+            except Exception as error:
+                logger.error("export failed part-way (%s)", type(error).__name__)
+                db.write_audit(engine, actor, "export_failed", None, f"format: {fmt}; {type(error).__name__}",
+                               address)
+                yield EXPORT_FAILED[fmt]
+                raise
+
+        return Response(stream_with_context(guarded()),
                         mimetype="text/csv" if fmt == "csv" else "application/json",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     app.jinja_env.globals["query_with"] = query_with
+    app.jinja_env.globals["conversation_url"] = lambda sender: url_for("transcript", key=conversation_key(sender))
     return app
+
+
+def conversation_key(sender_id: str) -> str:
+    """The key of a conversation in console URLs: its id in URL-safe base64, so that no id (``../export.json``,
+    ``..``, ``a/b?c#d``, control characters) can make a link resolve to another page."""
+    return base64.urlsafe_b64encode(sender_id.encode("utf-8", "surrogatepass")).decode("ascii").rstrip("=")
+
+
+def conversation_id(key: str) -> Optional[str]:
+    """The conversation id of a URL key, or None when it is not one."""
+    if not key or len(key) > 2000 or not KEY.fullmatch(key):
+        return None
+    try:
+        return base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode("utf-8", "surrogatepass")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def db_rows_audit(engine, page: int, page_size: int = AUDIT_PAGE_SIZE):
@@ -232,6 +294,14 @@ def db_rows_audit(engine, page: int, page_size: int = AUDIT_PAGE_SIZE):
         rows = [dict(row._mapping) for row in connection.execute(
             sa.select(db.audit).order_by(a.id.desc()).limit(page_size).offset((page - 1) * page_size))]
     return rows, total
+
+
+def when(timestamp: Optional[float]) -> str:
+    """An event time as shown (UTC); empty when missing or out of range (bad data is not an error)."""
+    try:
+        return dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
 
 
 def utc_datetime(value: Optional[dt.datetime]) -> str:
@@ -252,9 +322,11 @@ def page_number() -> int:
 
 
 def safe_next(target: Optional[str]) -> str:
-    """A local path to go to after signing in (never another site)."""
+    """A path of this console to go to after signing in: a relative path of printable ASCII URL characters
+    only (no space, control character or backslash, which browsers and ``urlsplit`` drop or turn into "/"),
+    never ``//host`` nor the sign-in page; anything else goes to the conversations."""
     default = "/conversations"
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if not target or len(target) > 2000 or not NEXT.fullmatch(target):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or parts.path.startswith("/login"):
@@ -277,9 +349,11 @@ def display_phone(phone: Optional[str]) -> str:
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """A cell a spreadsheet will not run as a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+    """A cell the CSV writer can write (no NUL: "need to escape") and a spreadsheet will not run as a formula."""
+    if isinstance(value, str):
+        value = clean(value)
+        if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            return "'" + value
     return value
 
 
@@ -300,9 +374,10 @@ def stream_csv(items: Iterator[Dict[str, Any]]) -> Iterator[str]:
 
 
 def stream_json(items: Iterator[Dict[str, Any]]) -> Iterator[str]:
+    """``{"conversations": [...], "complete": true}``: a reader can tell a whole export from a cut one."""
     yield '{"conversations": ['
     first = True
     for item in items:
         yield ("" if first else ",") + "\n" + json.dumps(item, ensure_ascii=False)
         first = False
-    yield "\n]}\n"
+    yield '\n], "complete": true}\n'

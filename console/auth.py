@@ -192,3 +192,40 @@ def end_session(engine: Engine, token: Optional[str]) -> None:
     if token:
         with engine.begin() as connection:
             connection.execute(db.sessions.delete().where(db.sessions.c.id == _token_id(token)))
+
+
+def begin_attempt(engine: Engine, ip: Optional[str], max_failures: int, window_seconds: int) -> Optional[int]:
+    """Counts a sign-in attempt from the address ``ip`` as failed until :func:`attempt_succeeded` says otherwise;
+    None when the address is throttled: it already had ``max_failures`` failed attempts within the last
+    ``window_seconds``.
+
+    The per-account lockout stops guessing one account's password; this stops one address from guessing many
+    accounts, or from locking every staff account in turn. The attempt is written before the password is
+    checked and the decision counts only earlier attempts (lower ids), so that a burst of parallel attempts
+    cannot all pass the check at once. A throttled address is refused before any password check (no argon2
+    work), and refused attempts do not count: the address is free again once the window has passed.
+    ``max_failures`` 0 turns the throttle off (the attempt is not recorded)."""
+    if max_failures <= 0:
+        return 0
+    now = time.time()
+    address = (ip or "-")[:64]
+    f = db.login_failures.c
+    with engine.begin() as connection:
+        connection.execute(db.login_failures.delete().where(f.at < now - window_seconds))
+        row_id = int(connection.execute(db.login_failures.insert().values(ip=address, at=now))
+                     .inserted_primary_key[0])
+    with engine.begin() as connection:
+        earlier = connection.execute(
+            sa.select(sa.func.count()).select_from(db.login_failures)
+            .where(f.ip == address).where(f.at > now - window_seconds).where(f.id < row_id)).scalar() or 0
+        if earlier >= max_failures:
+            connection.execute(db.login_failures.delete().where(f.id == row_id))
+            return None
+    return row_id
+
+
+def attempt_succeeded(engine: Engine, attempt: Optional[int]) -> None:
+    """A successful sign-in does not count against its address."""
+    if attempt:
+        with engine.begin() as connection:
+            connection.execute(db.login_failures.delete().where(db.login_failures.c.id == attempt))

@@ -8,6 +8,9 @@ CONSOLE_SESSION_IDLE_MINUTES (30) / CONSOLE_SESSION_MAX_HOURS (12): a session en
     this long after signing in.
 CONSOLE_MAX_FAILED_LOGINS (5) / CONSOLE_LOCK_MINUTES (15): that many wrong passwords in a row lock the account
     for that long.
+CONSOLE_IP_MAX_FAILED_LOGINS (20) / CONSOLE_IP_WINDOW_MINUTES (15): that many failed sign-ins (any account,
+    known or not) from one client address within that window, and the address is refused (HTTP 429) until
+    the window has passed; 0 turns the per-address throttle off.
 CLINIC_DB_URL, or the endpoints file's tracker store: the database (as for the assistant).
 """
 
@@ -70,4 +73,6 @@ def settings() -> Dict[str, Any]:
         "MAX_SESSION_SECONDS": 3600 * _int("CONSOLE_SESSION_MAX_HOURS", 12),
         "MAX_FAILED_LOGINS": _int("CONSOLE_MAX_FAILED_LOGINS", 5),
         "LOCK_SECONDS": 60 * _int("CONSOLE_LOCK_MINUTES", 15),
+        "IP_MAX_FAILED_LOGINS": _int("CONSOLE_IP_MAX_FAILED_LOGINS", 20),
+        "IP_WINDOW_SECONDS": 60 * _int("CONSOLE_IP_WINDOW_MINUTES", 15),
     }

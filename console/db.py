@@ -76,7 +76,14 @@ unanswered = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("intent", sa.String(255)),
     sa.Column("reason", sa.String(20), nullable=False),  # "fallback" or "out of scope"
+    # the text as grouped on the insight page (console.summary.normalise)
+    sa.Column("normalized", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(255)),  # the action(s) that answered it
+    sa.Index("ix_console_unanswered_normalized", "normalized", "event_id"),
 )
+# Tables derived from ``events`` (rebuilt from it whenever their layout changes: see DERIVED_VERSION).
+DERIVED = (conversations, conversation_topics, unanswered)
+DERIVED_VERSION = "2"  # 2: unanswered.normalized and unanswered.action
 state = sa.Table(
     "console_state",
     metadata,
@@ -102,6 +109,15 @@ sessions = sa.Table(
     sa.Column("user_id", sa.Integer, nullable=False, index=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("last_seen_at", sa.Float, nullable=False),
+)
+# Failed sign-ins by client address, for the per-address throttle (console.auth.throttled).
+login_failures = sa.Table(
+    "console_login_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ip", sa.String(64), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_console_login_failures_ip_at", "ip", "at"),
 )
 audit = sa.Table(
     "console_audit",
@@ -139,9 +155,25 @@ def has_events(engine: Engine) -> bool:
 
 
 def create_schema(engine: Engine) -> None:
-    """Creates the console's tables, the requests tables and the indexes on ``events`` if missing."""
+    """Creates the console's tables, the requests tables and the indexes on ``events`` if missing. The tables
+    derived from ``events`` are dropped and rebuilt (by the next refresh) when their layout changed."""
+    state.create(engine, checkfirst=True)
+    try:
+        with engine.begin() as connection:
+            version = connection.execute(sa.select(state.c.value).where(state.c.key == "derived_version")).scalar()
+            if version != DERIVED_VERSION:
+                for table in DERIVED:
+                    table.drop(connection, checkfirst=True)
+                connection.execute(state.delete().where(state.c.key.in_(("derived_version", "events_watermark"))))
+                connection.execute(state.insert().values(key="derived_version", value=DERIVED_VERSION))
+    except sa.exc.IntegrityError:  # another console process did it meanwhile
+        pass
     metadata.create_all(engine)
-    store.metadata.create_all(engine)
+    # The requests tables as the action server creates them, with the columns a table made by an earlier
+    # version lacks (the console reads every column).
+    requests = store.RequestStore(engine.url)  # its own engine connects lazily: never used
+    requests.engine = engine
+    requests.create_table()
     ensure_event_indexes(engine)
 
 

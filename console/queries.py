@@ -7,17 +7,18 @@ SQL text.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from actions.store import consultation_requests, consultation_status_history
 from console import db
-from console.summary import (CONSULTATION_ACTIONS, EMERGENCY_ACTIONS, EMERGENCY_INTENTS, FALLBACK_ACTIONS,
-                             FALLBACK_INTENTS, parse, topic_label)
+from console.redaction import redact
+from console.text import clean, clean_optional
+from console.summary import (ANSWER_SLOTS, CONSULTATION_ACTIONS, EMERGENCY_ACTIONS, EMERGENCY_INTENTS, FALLBACK_ACTIONS,
+                             FALLBACK_INTENTS, mapping, parse, topic_label)
 
 FLAGS = ("fallback", "consultation", "emergency")
 PAGE_SIZE = 50
@@ -51,8 +52,9 @@ class Filters:
                 filters.flag = flag
             else:
                 filters.errors.append("Unknown flag.")
-        filters.topic = (args.get("topic") or "").strip()[:255] or None
-        filters.text = (args.get("q") or "").strip()[:MAX_TEXT] or None
+        # Control characters never reach the database (PostgreSQL refuses NUL: a 500).
+        filters.topic = clean(args.get("topic") or "").strip()[:255] or None
+        filters.text = clean(args.get("q") or "").strip()[:MAX_TEXT] or None
         return filters
 
     def as_args(self) -> Dict[str, str]:
@@ -148,14 +150,18 @@ def transcript(engine: Engine, sender_id: str) -> List[Dict[str, Any]]:
     e = db.events.c
     query = (sa.select(e.id, e.type_name, e.timestamp, e.intent_name, e.action_name, e.data)
              .where(e.sender_id == sender_id)
-             .where(e.type_name.in_(("user", "bot", "action", "session_started")))
+             .where(sa.or_(e.type_name.in_(("user", "bot", "action", "session_started")),
+                           sa.and_(e.type_name == "slot", e.action_name.in_(sorted(ANSWER_SLOTS)))))
              .order_by(e.id))
     turns: List[Dict[str, Any]] = []
     turn: Dict[str, Any] = {"user": None, "replies": [], "actions": [], "session_start": False}
     action: Optional[str] = None
     with engine.connect() as connection:
         for row in connection.execute(query):
-            if row.type_name == "session_started":
+            if row.type_name == "slot":  # the fallback answered after all (console.summary.ANSWER_SLOTS)
+                if set(turn["actions"]) & FALLBACK_ACTIONS:
+                    turn["answered"] = True
+            elif row.type_name == "session_started":
                 if turn["user"] or turn["replies"]:
                     turns.append(turn)
                 turn = {"user": None, "replies": [], "actions": [], "session_start": True}
@@ -163,30 +169,31 @@ def transcript(engine: Engine, sender_id: str) -> List[Dict[str, Any]]:
                 if turn["user"] or turn["replies"] or turn["session_start"]:
                     turns.append(turn)
                 data = parse(row.data)
-                intent = (data.get("parse_data") or {}).get("intent") or {}
-                turn = {"user": {"text": str(data.get("text") or ""), "at": row.timestamp,
-                                 "intent": row.intent_name or intent.get("name"),
-                                 "confidence": intent.get("confidence")},
+                intent = mapping(mapping(data.get("parse_data")).get("intent"))
+                turn = {"user": {"text": clean(data.get("text")), "at": row.timestamp,
+                                 "intent": clean_optional(row.intent_name or intent.get("name")),
+                                 "confidence": number(intent.get("confidence"))},
                         "replies": [], "actions": [], "session_start": False}
                 action = None
             elif row.type_name == "action":
                 if row.action_name == "action_listen":
                     continue
-                action = row.action_name
+                action = clean_optional(row.action_name)
                 turn["actions"].append(action)
             else:  # bot
                 data = parse(row.data)
-                extra = data.get("data") or {}
-                buttons = [str(b.get("title") or b.get("payload") or "") for b in (extra.get("buttons") or [])
-                           if isinstance(b, dict)]
-                turn["replies"].append({"text": str(data.get("text") or ""), "action": action,
+                extra = data.get("data")
+                buttons = [clean(b.get("title") or b.get("payload")) for b in (extra.get("buttons") or [])
+                           if isinstance(b, dict)] if isinstance(extra, dict) and isinstance(
+                    extra.get("buttons"), list) else []
+                turn["replies"].append({"text": clean(data.get("text")), "action": action,
                                         "buttons": buttons, "at": row.timestamp})
     if turn["user"] or turn["replies"]:
         turns.append(turn)
     for item in turns:
         intent = (item["user"] or {}).get("intent")
         actions = set(item["actions"])
-        item["fallback"] = intent in FALLBACK_INTENTS or bool(actions & FALLBACK_ACTIONS)
+        item["fallback"] = (intent in FALLBACK_INTENTS or bool(actions & FALLBACK_ACTIONS)) and not item.get("answered")
         item["emergency"] = intent in EMERGENCY_INTENTS or bool(actions & EMERGENCY_ACTIONS)
         item["consultation"] = bool(actions & CONSULTATION_ACTIONS)
     return turns
@@ -244,11 +251,20 @@ def insight(engine: Engine, filters: Filters, unanswered_limit: int = 100) -> Di
             missed_where.append(u.at >= epoch(filters.date_from))
         if filters.date_to and day_after(filters.date_to):
             missed_where.append(u.at < epoch(day_after(filters.date_to)))
+        # Identical and near-identical messages (console.summary.normalise) as one group, most frequent first;
+        # each group shown by its newest message (text, answer, conversation).
+        groups = (sa.select(u.normalized, sa.func.count().label("count"), sa.func.max(u.event_id).label("newest"),
+                            sa.func.count(sa.distinct(u.sender_id)).label("conversations"))
+                  .where(*missed_where).group_by(u.normalized)
+                  .order_by(sa.desc("count"), sa.desc("newest")).limit(unanswered_limit).subquery())
         missed = [dict(row._mapping) for row in connection.execute(
-            sa.select(db.unanswered).where(*missed_where).order_by(u.at.desc(), u.event_id.desc())
-            .limit(unanswered_limit))]
-        missed_total = connection.execute(
-            sa.select(sa.func.count()).select_from(db.unanswered).where(*missed_where)).scalar() or 0
+            sa.select(groups.c.count, groups.c.conversations, u.normalized, u.text, u.at, u.sender_id, u.reason,
+                      u.intent, u.action)
+            .select_from(groups.join(db.unanswered, u.event_id == groups.c.newest))
+            .order_by(groups.c.count.desc(), groups.c.newest.desc()))]
+        missed_total, missed_groups = connection.execute(
+            sa.select(sa.func.count(), sa.func.count(sa.distinct(u.normalized)))
+            .select_from(db.unanswered).where(*missed_where)).first()
     per_day.reverse()
     for topic in topics:
         topic["label"] = topic_label(topic["topic"])
@@ -258,32 +274,25 @@ def insight(engine: Engine, filters: Filters, unanswered_limit: int = 100) -> Di
             "fallback_rate": (totals["fallbacks"] / totals["messages"]) if totals["messages"] else 0.0,
             "conversation_fallback_rate": (totals["with_fallback"] / totals["conversations"])
             if totals["conversations"] else 0.0,
-            "topics": topics, "unanswered": missed, "unanswered_total": missed_total}
+            "topics": topics, "unanswered": missed, "unanswered_total": missed_total or 0,
+            "unanswered_groups": missed_groups or 0}
 
 
 # Export -------------------------------------------------------------------------------------------------
 
-# Any letters (not only ASCII) on both sides of the @, so that an address glued to words is redacted whole.
-EMAIL = re.compile(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)+")
-# Phone numbers: 7 or more digits, possibly with a leading +, spaces, dots, dashes and parentheses between.
-# Only digits around it end a number, so that numbers glued to words ("cell3105550134") are redacted too.
-PHONE = re.compile(r"(?<!\d)\+?\(?\d(?:[\s().\-]*\d){6,14}(?!\d)")
-
-
-def redact(text: Optional[str]) -> Optional[str]:
-    if not text:
-        return text
-    return PHONE.sub("[phone]", EMAIL.sub("[email]", text))
-
-
-def export_conversations(engine: Engine, filters: Filters, redacted: bool,
-                         batch: int = 200) -> Iterator[Dict[str, Any]]:
-    """The filtered conversations, newest first, each with its messages in order."""
+def export_conversations(engine: Engine, filters: Filters, redacted: bool, batch: int = 200,
+                         id_key: Optional[Callable[[str], str]] = None) -> Iterator[Dict[str, Any]]:
+    """The filtered conversations, newest first, each with its messages in order. Every text is cleaned
+    (console.text); redacted, the texts lose phone numbers and addresses and the conversation ids are
+    replaced by ``id_key(id)``."""
     c, e = db.conversations.c, db.events.c
     query = (sa.select(c.sender_id, c.started_at, c.last_at, c.turns, c.topics, c.fallback, c.consultation,
                        c.emergency, has_request().label("has_request"))
              .where(*conditions(filters)).order_by(c.started_at.desc(), c.sender_id.desc()))
-    clean = redact if redacted else (lambda text: text)
+    scrub = (lambda text: redact(clean(text))) if redacted else clean
+    if redacted and id_key is None:
+        raise ValueError("a redacted export needs id_key")
+    show_id = id_key if redacted else clean
     with engine.connect() as connection:
         summaries = [dict(row._mapping) for row in connection.execute(query)]
     for start in range(0, len(summaries), batch):
@@ -304,16 +313,17 @@ def export_conversations(engine: Engine, filters: Filters, redacted: bool,
                 data = parse(row.data)
                 if row.type_name == "user":
                     last_action[row.sender_id] = None
-                    intent = (data.get("parse_data") or {}).get("intent") or {}
+                    intent = mapping(mapping(data.get("parse_data")).get("intent"))
                     messages[row.sender_id].append({
-                        "at": iso(row.timestamp), "speaker": "visitor", "text": clean(str(data.get("text") or "")),
-                        "intent": row.intent_name, "confidence": intent.get("confidence"), "action": None})
+                        "at": iso(row.timestamp), "speaker": "visitor", "text": scrub(data.get("text")),
+                        "intent": clean_optional(row.intent_name), "confidence": number(intent.get("confidence")),
+                        "action": None})
                 else:
                     messages[row.sender_id].append({
-                        "at": iso(row.timestamp), "speaker": "assistant", "text": clean(str(data.get("text") or "")),
-                        "intent": None, "confidence": None, "action": last_action.get(row.sender_id)})
+                        "at": iso(row.timestamp), "speaker": "assistant", "text": scrub(data.get("text")),
+                        "intent": None, "confidence": None, "action": clean_optional(last_action.get(row.sender_id))})
         for row in chunk:
-            yield {"conversation_id": row["sender_id"], "started_at": iso(row["started_at"]),
+            yield {"conversation_id": show_id(row["sender_id"]), "started_at": iso(row["started_at"]),
                    "last_at": iso(row["last_at"]), "turns": row["turns"],
                    "topics": [topic for topic in row["topics"].split("|") if topic],
                    "fallback": bool(row["fallback"]),
@@ -322,6 +332,16 @@ def export_conversations(engine: Engine, filters: Filters, redacted: bool,
 
 
 def iso(timestamp: Optional[float]) -> Optional[str]:
-    if timestamp is None:
+    """A stored time as ISO 8601 (UTC); None when missing or out of range (bad data is not an error)."""
+    try:
+        return dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
         return None
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def number(value: Any) -> Optional[float]:
+    """A confidence as stored, or None when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+            float("inf"), float("-inf")):
+        return None
+    return float(value)

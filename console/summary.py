@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import re
 import threading
 import time
+import unicodedata
 from collections import defaultdict
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -18,6 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from console import db
+from console.text import clean
+
+logger = logging.getLogger(__name__)
 
 FALLBACK_INTENTS = {"nlu_fallback"}
 FALLBACK_ACTIONS = {"action_fallback"}
@@ -26,6 +32,13 @@ CONSULTATION_INTENTS = {"request_consultation"}
 CONSULTATION_ACTIONS = {"consultation_form", "action_submit_consultation"}
 EMERGENCY_INTENTS = {"emergency", "crisis"}
 EMERGENCY_ACTIONS = {"action_safety"}
+# Actions that are not an answer to the visitor's message.
+NOT_ANSWERS = {"action_listen", "action_session_start", "action_unlikely_intent"}
+# Slots an action sets when it did answer after all: action_fallback sets ``therapy`` when the unclear message
+# named one of the article's treatments and it gave that treatment's answer (actions/answers.py).
+ANSWER_SLOTS = {"therapy"}
+MAX_NORMALISED = 300
+_PUNCTUATION = re.compile(r"[\W_]+")
 # Intents that say nothing about what the visitor wanted to know: not "topics".
 NOT_TOPICS = {"inform", "affirm", "deny", "greet", "goodbye", "thank", "stop", "nlu_fallback"}
 
@@ -43,10 +56,15 @@ def topic_label(intent: str) -> str:
 
 
 def parse(data: Optional[str]) -> Dict[str, Any]:
+    """An event's stored JSON as a dict ({} when it is not one: bad data is not an error)."""
     try:
         value = json.loads(data) if data else {}
-    except ValueError:
+    except (TypeError, ValueError, RecursionError):
         return {}
+    return value if isinstance(value, dict) else {}
+
+
+def mapping(value: Any) -> Dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
@@ -63,8 +81,47 @@ def _set_state(connection, key: str, value: str) -> None:
         connection.execute(db.state.insert().values(key=key, value=value))
 
 
+def timestamp(value: Any) -> Optional[float]:
+    """A stored event time (None when missing). Raises ValueError for one no date can show: bad data, whose
+    row is then skipped."""
+    if value is None:
+        return None
+    try:
+        value = float(value)
+        day_of(value)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise ValueError("event time out of range") from None
+    return value
+
+
+def normalise(text: str) -> str:
+    """A message's text for grouping near-identical messages: compatibility forms folded, case folded,
+    punctuation and symbols taken as spaces, runs of spaces collapsed ("What is fibro??" = "what is fibro")."""
+    text = unicodedata.normalize("NFKC", text[:MAX_NORMALISED * 4]).casefold()
+    return " ".join(_PUNCTUATION.sub(" ", text).split())[:MAX_NORMALISED]
+
+
+def _close_turn(turn: Optional[Dict[str, Any]], unanswered: Dict[int, Dict[str, Any]]) -> None:
+    """Files the visitor message of a finished turn as unanswered when it got the fallback (and the fallback
+    did not answer it after all) or was out of scope."""
+    if turn is None:
+        return
+    actions = turn.pop("actions")
+    fallback = turn.pop("fallback_intent") or bool(set(actions) & FALLBACK_ACTIONS)
+    answered = turn.pop("answered")
+    out_of_scope = turn.pop("out_of_scope")
+    turn["action"] = ", ".join(dict.fromkeys(actions))[:255] or None
+    if fallback and not answered:
+        unanswered[turn["event_id"]] = {**turn, "reason": "fallback"}
+    elif out_of_scope:
+        unanswered[turn["event_id"]] = {**turn, "reason": "out of scope"}
+
+
 def summarise(sender_id: str, rows: Iterable[Any]) -> Dict[str, Any]:
-    """A conversation's summary row, its topics and its unanswered messages, from its events in id order."""
+    """A conversation's summary row, its topics and its unanswered messages, from its events in id order.
+
+    An event that cannot be read (a time out of range, a text that is not one) is skipped and logged by its id,
+    never by its content: one bad row must not stop the summary of every other conversation."""
     started = last = None
     turns = 0
     topics: Dict[str, int] = defaultdict(int)
@@ -72,84 +129,115 @@ def summarise(sender_id: str, rows: Iterable[Any]) -> Dict[str, Any]:
     first_message = ""
     flags = {"fallback": False, "consultation": False, "emergency": False}
     unanswered: Dict[int, Dict[str, Any]] = {}
-    current: Optional[Dict[str, Any]] = None  # the latest visitor message
+    turn: Optional[Dict[str, Any]] = None  # the latest visitor message and what answered it
     for row in rows:
-        if row.timestamp is not None:
-            started = row.timestamp if started is None else min(started, row.timestamp)
-            last = row.timestamp if last is None else max(last, row.timestamp)
-        if row.type_name == "user":
-            turns += 1
-            text = str(parse(row.data).get("text") or "")
-            intent = row.intent_name or ""
-            if not first_message and text:
-                first_message = text[:300]
-            texts.append(text.lower())
-            current = {"event_id": row.id, "sender_id": sender_id, "at": row.timestamp or 0.0, "text": text,
-                       "intent": intent or None}
-            if intent and intent not in NOT_TOPICS:
-                topics[intent] += 1
-            if intent in FALLBACK_INTENTS:
-                flags["fallback"] = True
-                unanswered[row.id] = {**current, "reason": "fallback"}
-            elif intent in OUT_OF_SCOPE_INTENTS:
-                unanswered[row.id] = {**current, "reason": "out of scope"}
-            flags["consultation"] |= intent in CONSULTATION_INTENTS
-            flags["emergency"] |= intent in EMERGENCY_INTENTS
-        elif row.type_name == "action":
-            action = row.action_name or ""
-            if action in FALLBACK_ACTIONS:
-                flags["fallback"] = True
-                if current is not None:
-                    unanswered[current["event_id"]] = {**current, "reason": "fallback"}
-            flags["consultation"] |= action in CONSULTATION_ACTIONS
-            flags["emergency"] |= action in EMERGENCY_ACTIONS
+        try:
+            at = timestamp(row.timestamp)
+            if at is not None:
+                started = at if started is None else min(started, at)
+                last = at if last is None else max(last, at)
+            if row.type_name == "user":
+                _close_turn(turn, unanswered)
+                turns += 1
+                text = clean(parse(row.data).get("text"))
+                intent = clean(row.intent_name)[:255]
+                if not first_message and text:
+                    first_message = text[:300]
+                texts.append(text.lower())
+                turn = {"event_id": row.id, "sender_id": sender_id, "at": at or 0.0, "text": text,
+                        "normalized": normalise(text), "intent": intent or None, "actions": [],
+                        "fallback_intent": intent in FALLBACK_INTENTS, "answered": False,
+                        "out_of_scope": intent in OUT_OF_SCOPE_INTENTS}
+                if intent and intent not in NOT_TOPICS:
+                    topics[intent] += 1
+                flags["consultation"] |= intent in CONSULTATION_INTENTS
+                flags["emergency"] |= intent in EMERGENCY_INTENTS
+            elif row.type_name == "action":
+                action = clean(row.action_name)[:255]
+                if turn is not None and action and action not in NOT_ANSWERS:
+                    turn["actions"].append(action)
+                flags["consultation"] |= action in CONSULTATION_ACTIONS
+                flags["emergency"] |= action in EMERGENCY_ACTIONS
+            elif row.type_name == "slot" and row.action_name in ANSWER_SLOTS:
+                if turn is not None and set(turn["actions"]) & FALLBACK_ACTIONS:
+                    turn["answered"] = True  # the fallback recognised what was asked and answered it
+        except Exception as error:  # noqa: BLE001 - bad data: skipped, logged by id only
+            logger.warning("console summary: skipped event %s (%s)", getattr(row, "id", "?"), type(error).__name__)
+    _close_turn(turn, unanswered)
+    flags["fallback"] = any(item["reason"] == "fallback" for item in unanswered.values())
     started = started or 0.0
+    topic_names = sorted(topics)
+    while topic_names and len("|" + "|".join(topic_names) + "|") > 2000:
+        topic_names.pop()
     summary = {
         "sender_id": sender_id, "started_at": started, "last_at": last or started, "started_day": day_of(started),
         "turns": turns, "fallbacks": sum(1 for item in unanswered.values() if item["reason"] == "fallback"),
-        "topics": "|" + "|".join(sorted(topics)) + "|" if topics else "",
+        "topics": "|" + "|".join(topic_names) + "|" if topic_names else "",
         "first_message": first_message, "search_text": "\n".join(texts), **flags,
     }
     return {"summary": summary,
-            "topics": [{"sender_id": sender_id, "topic": topic, "asked": count} for topic, count in topics.items()],
+            "topics": [{"sender_id": sender_id, "topic": topic, "asked": topics[topic]} for topic in topic_names],
             "unanswered": list(unanswered.values())}
 
 
+def _write(engine: Engine, batch: List[str], results: List[Dict[str, Any]]) -> None:
+    """Replaces the summaries of ``batch`` by ``results`` in one transaction."""
+    with engine.begin() as connection:
+        for table, column in ((db.conversations, db.conversations.c.sender_id),
+                              (db.conversation_topics, db.conversation_topics.c.sender_id),
+                              (db.unanswered, db.unanswered.c.sender_id)):
+            connection.execute(table.delete().where(column.in_(batch)))
+        if results:
+            connection.execute(db.conversations.insert(), [r["summary"] for r in results])
+        topics = [t for r in results for t in r["topics"]]
+        if topics:
+            connection.execute(db.conversation_topics.insert(), topics)
+        missed = [u for r in results for u in r["unanswered"]]
+        if missed:
+            connection.execute(db.unanswered.insert(), missed)
+
+
 def recompute(engine: Engine, senders: Sequence[str]) -> None:
-    """Recomputes the summaries of ``senders`` (a conversation without events loses its summary)."""
+    """Recomputes the summaries of ``senders`` (a conversation without events loses its summary).
+
+    A conversation whose summary the database refuses is skipped (and logged by its first event's id): the
+    others are written."""
     e = db.events.c
     for start in range(0, len(senders), BATCH):
         batch = list(senders[start:start + BATCH])
         query = (sa.select(e.id, e.sender_id, e.type_name, e.timestamp, e.intent_name, e.action_name,
                            sa.case((e.type_name == "user", e.data), else_=sa.null()).label("data"))
                  .where(e.sender_id.in_(batch))
-                 .where(e.type_name.in_(("user", "action", "session_started")))
+                 .where(sa.or_(e.type_name.in_(("user", "action", "session_started")),
+                               sa.and_(e.type_name == "slot", e.action_name.in_(sorted(ANSWER_SLOTS)))))
                  .order_by(e.sender_id, e.id))
         grouped: Dict[str, List[Any]] = defaultdict(list)
         with engine.connect() as connection:
             for row in connection.execute(query):
                 grouped[row.sender_id].append(row)
-        results = [summarise(sender, rows) for sender, rows in grouped.items()]
+        results = []
+        for sender, rows in grouped.items():
+            try:
+                results.append(summarise(sender, rows))
+            except Exception as error:  # noqa: BLE001 - bad data: skipped, logged by id only
+                logger.warning("console summary: skipped the conversation of event %s (%s)", rows[0].id,
+                               type(error).__name__)
         for attempt in range(3):
             try:
-                with engine.begin() as connection:
-                    for table, column in ((db.conversations, db.conversations.c.sender_id),
-                                          (db.conversation_topics, db.conversation_topics.c.sender_id),
-                                          (db.unanswered, db.unanswered.c.sender_id)):
-                        connection.execute(table.delete().where(column.in_(batch)))
-                    if results:
-                        connection.execute(db.conversations.insert(), [r["summary"] for r in results])
-                    topics = [t for r in results for t in r["topics"]]
-                    if topics:
-                        connection.execute(db.conversation_topics.insert(), topics)
-                    missed = [u for r in results for u in r["unanswered"]]
-                    if missed:
-                        connection.execute(db.unanswered.insert(), missed)
+                _write(engine, batch, results)
                 break
             except sa.exc.IntegrityError:  # another process recomputed the same conversations meanwhile
                 if attempt == 2:
                     raise
                 time.sleep(0.05)
+            except Exception:  # noqa: BLE001 - one summary the database refuses: write them one by one
+                for result in results:
+                    try:
+                        _write(engine, [result["summary"]["sender_id"]], [result])
+                    except Exception as error:  # noqa: BLE001 - that one is skipped, logged by id only
+                        logger.warning("console summary: could not store the conversation of event %s (%s)",
+                                       grouped[result["summary"]["sender_id"]][0].id, type(error).__name__)
+                break
 
 
 def refresh(engine: Engine, force: bool = False) -> int:

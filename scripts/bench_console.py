@@ -26,7 +26,7 @@ os.environ.setdefault("CONSOLE_SECRET_KEY", "bench-" + "x" * 40)
 import sqlalchemy as sa  # noqa: E402
 
 from console import auth, db, fixtures, summary  # noqa: E402
-from console.app import create_app  # noqa: E402
+from console.app import conversation_key, create_app  # noqa: E402
 
 PAGE_TARGET_MS = 300  # "under the time a person notices"
 EXPORT_TARGET_MS = 10_000  # a full export of every conversation is a download, not a page
@@ -90,7 +90,7 @@ def bench(url: str, count: int, runs: int) -> List[Tuple[str, float, float, floa
         ("filter: one day", get(f"/conversations?date_from={last_day}&date_to={last_day}"), PAGE_TARGET_MS),
         ("filter: all four", get(f"/conversations?date_from=2000-01-01&flag=fallback&topic=ask_treatment&q=what"),
          PAGE_TARGET_MS),
-        ("transcript", get(f"/conversations/{sender}"), PAGE_TARGET_MS),
+        ("transcript", get(f"/conversations/{conversation_key(sender)}"), PAGE_TARGET_MS),
         ("requests", get("/requests"), PAGE_TARGET_MS),
         ("requests: new", get("/requests?status=new"), PAGE_TARGET_MS),
         ("insight (all 90 days)", get("/insight"), PAGE_TARGET_MS),

@@ -18,8 +18,8 @@ PASSWORD = "correct horse battery staple"
 EMAIL = "staff@clinic.example"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
-# (visitor text, intent, confidence, action, bot text)
-Turn = Tuple[str, str, float, str, str]
+# (visitor text, intent, confidence, action, bot text[, {slot: value} the action set])
+Turn = Tuple[Any, ...]
 
 
 def add_conversation(engine, sender: str, turns: Sequence[Turn], at: Optional[float] = None) -> None:
@@ -37,11 +37,13 @@ def add_conversation(engine, sender: str, turns: Sequence[Turn], at: Optional[fl
     event("bot", text="I'm a virtual assistant, not a doctor.", data={"buttons": None})
     event("session_started")
     event("action", action="action_listen", name="action_listen")
-    for text, intent, confidence, action, reply in turns:
+    for text, intent, confidence, action, reply, *slots in turns:
         event("user", intent=intent, text=text,
               parse_data={"intent": {"name": intent, "confidence": confidence}, "entities": [], "text": text})
         event("user_featurization", use_text_for_featurization=False)
         event("action", action=action, name=action)
+        for name, value in (slots[0] if slots else {}).items():  # slots the action set
+            event("slot", action=name, name=name, value=value)
         event("bot", text=reply, data={"buttons": [{"title": "Symptoms", "payload": "/ask_symptoms"}]})
         event("action", action="action_listen", name="action_listen")
     writer.flush()

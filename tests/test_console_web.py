@@ -16,6 +16,7 @@ from flask import url_for
 
 from actions.store import consultation_requests, consultation_status_history
 from console import auth, db, fixtures, queries, retention, summary
+from console.app import conversation_id, conversation_key
 from tests.console_support import (EMAIL, PASSWORD, add_conversation, add_request, audit_rows, csrf_of, make_app,
                                    sign_in, signed_in_client)
 
@@ -65,10 +66,15 @@ def page(client, path: str) -> str:
     return response.get_data(as_text=True)
 
 
+def transcript_path(sender: str) -> str:
+    return "/conversations/" + conversation_key(sender)
+
+
 def ids(html: str):
     import re
     seen = []
-    for sender in re.findall(r'href="/conversations/([^"?#]+)"', html):
+    for key in re.findall(r'href="/conversations/([^"?#]+)"', html):
+        sender = conversation_id(key)
         if sender not in seen:
             seen.append(sender)
     return seen
@@ -77,7 +83,7 @@ def ids(html: str):
 def test_every_page_and_export_needs_a_session(console):
     app, engine, request_id = console
     client = app.test_client()
-    values = {"sender_id": "conv-booking", "request_id": request_id}
+    values = {"key": conversation_key("conv-booking"), "request_id": request_id}
     checked = 0
     for rule in app.url_map.iter_rules():
         if rule.endpoint in ("static", "login"):
@@ -102,7 +108,7 @@ def test_every_page_and_export_needs_a_session(console):
         assert connection.execute(sa.select(consultation_requests.c.status)).scalar() == "new"
     # Signed in, every GET page answers.
     client = signed_in_client(app, engine)
-    for path in ("/", "/conversations", "/conversations/conv-booking", "/requests", "/insight", "/audit",
+    for path in ("/", "/conversations", f"/conversations/{conversation_key('conv-booking')}", "/requests", "/insight", "/audit",
                  "/export.csv", "/export.json"):
         assert client.get(path).status_code in (200, 302), path
 
@@ -195,7 +201,7 @@ def test_marking_a_request_contacted_records_who_when_and_history(console):
     client = signed_in_client(app, engine)
     html = page(client, "/requests")
     assert "&lt;b&gt;Maria&lt;/b&gt; Lopez" in html and "<b>Maria</b>" not in html
-    assert "(310) 555-0134" in html and 'href="/conversations/conv-booking"' in html
+    assert "(310) 555-0134" in html and f'href="/conversations/{conversation_key("conv-booking")}"' in html
     response = client.post(f"/requests/{request_id}/status", data={"status": "contacted", "csrf_token": csrf_of(html)})
     assert response.status_code == 302
     assert client.post(f"/requests/{request_id}/status",
@@ -278,7 +284,7 @@ def test_sql_injection_in_filters_is_harmless(console, query):
 def test_the_transcript_shows_turns_intents_confidence_and_actions_with_html_as_text(console):
     app, engine, _ = console
     client = signed_in_client(app, engine)
-    html = page(client, "/conversations/conv-fallback")
+    html = page(client, transcript_path("conv-fallback"))
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
     order = [html.index(text) for text in ("what is fibromyalgia", "Fibromyalgia is ...", "qwzx vbnm plok",
@@ -288,9 +294,9 @@ def test_the_transcript_shows_turns_intents_confidence_and_actions_with_html_as_
     assert "<code>nlu_fallback</code> · confidence 0.40" in html
     assert "by <code>action_fallback</code>" in html and "by <code>action_answer</code>" in html
     assert "by <code>action_session_start</code>" in html
-    booking = page(client, "/conversations/conv-booking")
+    booking = page(client, transcript_path("conv-booking"))
     assert "Consultation request #" in booking and "&lt;b&gt;Maria&lt;/b&gt;" in booking
-    assert client.get("/conversations/no-such-conversation").status_code == 404
+    assert client.get(transcript_path("no-such-conversation")).status_code == 404
     [entry] = audit_rows(engine, "view_transcript")[:1]
     assert entry["actor"] == EMAIL and entry["target"] == "conv-fallback"
 
@@ -484,7 +490,10 @@ def test_parallel_wrong_passwords_lock_the_account(console, monkeypatch):
     counting = CountingHasher(auth.hasher)
     monkeypatch.setattr(auth, "hasher", counting)
     attempts = 40
+    # from 40 addresses, so that the per-address throttle stays out of the way
     clients = [app.test_client() for _ in range(attempts)]
+    for number, client in enumerate(clients):
+        client.environ_base["REMOTE_ADDR"] = f"10.1.0.{number + 1}"
     tokens = [csrf_of(client.get("/login").get_data(as_text=True)) for client in clients]
     start = threading.Barrier(attempts)
     statuses, errors = [], []

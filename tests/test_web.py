@@ -3,13 +3,16 @@ real Rasa and action servers over socket.io. Screenshots go to test-artifacts/."
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Dict, Iterator, List
 
 import pytest
 import requests
@@ -27,6 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = ROOT / "test-artifacts"
 TEL = "tel:+1" + re.sub(r"\D", "", PHONE)
 XSS = "<img src=x onerror=alert(1)>"
+SESSION_ID = r"[A-Za-z0-9._:-]{16,200}"  # what the widget accepts from session_confirm
 
 
 @pytest.fixture(scope="module")
@@ -150,18 +154,29 @@ def test_a_quick_reply_sends_its_payload_and_shows_its_title(visit):
     assert user_texts == ["You: what is fibromyalgia", "You: Symptoms"]
 
 
+def storage(page: Page) -> Dict[str, Dict[str, str]]:
+    """Everything the page keeps in localStorage and sessionStorage."""
+    return page.evaluate("""() => {
+        const dump = (store) => Object.fromEntries(Object.keys(store).map((key) => [key, store.getItem(key)]));
+        return {local: dump(localStorage), session: dump(sessionStorage)};
+    }""")
+
+
 def test_a_reload_shows_the_conversation_and_continues_it(visit):
     visit.open()
     visit.say("I'd like to book a consultation")
     expect(visit.bot.last).to_contain_text("name", timeout=30000)
-    session = visit.page.evaluate("() => localStorage.getItem('clinicChat.session')")
-    assert re.fullmatch(r"[0-9a-f]{32}", session)
+    session = visit.page.evaluate("() => sessionStorage.getItem('clinicChat.session')")
+    assert re.fullmatch(SESSION_ID, session)  # the id the server confirmed
     before = visit.page.locator(".cc-msg").all_text_contents()
 
     visit.page.reload()
     expect(visit.page.locator(".cc-panel")).to_be_visible()  # still open
-    assert visit.page.locator(".cc-msg").all_text_contents() == before
-    assert visit.page.evaluate("() => localStorage.getItem('clinicChat.session')") == session
+    # what the visitor typed is not kept; the assistant's messages are
+    assert visit.page.locator(".cc-msg").all_text_contents() == [
+        "You: (not kept in this browser)" if text.startswith("You: ") else text for text in before]
+    assert visit.page.evaluate("() => sessionStorage.getItem('clinicChat.session')") == session
+    assert storage(visit.page)["local"] == {}
     expect(visit.page.locator(".cc-root")).to_have_class(re.compile("cc-online"), timeout=15000)
     visit.say("Maria Lopez")
     expect(visit.bot.last).to_contain_text("phone number", timeout=30000)  # the form goes on
@@ -172,9 +187,37 @@ def test_each_visitor_gets_a_different_random_session(browser, site):
     for _ in range(3):
         other = Visit(browser, site)
         other.open()
-        sessions.add(other.page.evaluate("() => localStorage.getItem('clinicChat.session')"))
+        expect(other.page.locator(".cc-root")).to_have_class(re.compile("cc-online"), timeout=15000)
+        sessions.add(other.page.evaluate("() => sessionStorage.getItem('clinicChat.session')"))
         other.close()
-    assert len(sessions) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", s) for s in sessions)
+    assert len(sessions) == 3 and all(re.fullmatch(SESSION_ID, s) for s in sessions)
+
+
+def test_the_widget_uses_the_session_id_the_server_confirms(browser, site, servers):
+    # A stored id is offered to the server; whatever it confirms (the same id from a server that echoes it, a
+    # new signed one from a server that issues its own) is stored and is the conversation of every message.
+    visit = Visit(browser, site)
+    try:
+        visit.page.evaluate("() => sessionStorage.setItem('clinicChat.session', 'f'.repeat(32))")
+        visit.page.reload()
+        visit.open()
+        confirmed = visit.page.evaluate("() => sessionStorage.getItem('clinicChat.session')")
+        assert re.fullmatch(SESSION_ID, confirmed)
+        visit.say("what is fibromyalgia")
+        expect(visit.page.get_by_role("log")).to_contain_text(TOPIC_PHRASES["what_is_fibromyalgia"][0],
+                                                               timeout=30000)
+        deadline = time.monotonic() + 20  # Rasa stores the turn just after answering
+        while True:
+            with sqlite3.connect(servers.db) as connection:
+                senders = {row[0] for row in connection.execute(
+                    "select distinct sender_id from events where type_name = 'user'")}
+            if any(confirmed in sender for sender in senders) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert any(confirmed in sender for sender in senders), (confirmed, senders)
+        assert visit.errors == []
+    finally:
+        visit.close()
 
 
 def test_html_in_a_message_is_shown_as_text_never_run(visit):
@@ -185,7 +228,7 @@ def test_html_in_a_message_is_shown_as_text_never_run(visit):
     assert visit.page.locator(".cc-root img").count() == 0
     assert visit.page.locator("img").count() == 0
     visit.page.reload()  # and from the stored transcript
-    expect(visit.page.locator(".cc-user").last).to_have_text("You: " + XSS)
+    expect(visit.page.locator(".cc-bot").last).to_contain_text(PHONE)
     assert visit.page.locator("img").count() == 0
     assert visit.dialogs == []
 
@@ -244,6 +287,67 @@ def test_the_page_is_served_with_a_content_security_policy_and_nothing_else_leak
     assert requests.get(site + "vendor/socket.io.min.js", timeout=10).headers["Content-Type"].startswith("text/javascript")
     for path in ("server.py", "package.json", "node_modules/socket.io-client/package.json", "vendor/", "../README.md"):
         assert requests.get(site + path, timeout=10).status_code == 404, path
+
+
+BOOKING = ["Maria Lopez", "310 555 0134", "Thursdays after 4", "maria.lopez@example.com", "my lower back"]
+
+
+def test_after_a_booking_the_browser_keeps_none_of_the_visitors_details(visit):
+    visit.open()
+    visit.say("I'd like to book a consultation")
+    expect(visit.bot.last).to_contain_text("name", timeout=30000)
+    for answer in BOOKING:
+        count = visit.bot.count()
+        visit.say(answer)
+        expect(visit.bot.nth(count)).to_be_visible(timeout=30000)
+    expect(visit.bot.last).to_contain_text("Shall I send it", timeout=30000)
+    visit.page.get_by_role("button", name="Yes, send it").click()
+    expect(visit.bot.last).to_contain_text("Thank you", timeout=30000)
+    stored = storage(visit.page)
+    assert stored["local"] == {}  # nothing outlives the tab
+    assert set(stored["session"]) <= {"clinicChat.session", "clinicChat.transcript", "clinicChat.open"}
+    dump = json.dumps(stored)
+    for detail in ("Maria", "Lopez", "555", "0134", "maria.lopez", "example.com", "Thursdays", "lower back"):
+        assert detail not in dump, detail
+    transcript = json.loads(stored["session"]["clinicChat.transcript"])
+    assert any(entry["text"] == "Yes, send it" for entry in transcript)  # a quick-reply choice is kept
+    assert any("What's your name?" in entry["text"] for entry in transcript if entry["from"] == "bot")  # and questions
+    assert any(entry.get("hidden") for entry in transcript if entry["from"] == "bot")  # not the summary
+    visit.page.reload()
+    expect(visit.page.locator(".cc-hidden").first).to_be_visible()
+    assert "Maria" not in visit.page.get_by_role("log").inner_text()
+
+
+def test_no_reply_within_10_seconds_shows_the_technical_problem_and_the_chat_goes_on(browser, site, servers):
+    # The Rasa server frozen (SIGSTOP): the socket stays open, but nothing answers.
+    visit = Visit(browser, site)
+    rasa = servers.processes["rasa"]
+    try:
+        visit.open()
+        visit.say("hello")
+        expect(visit.bot.nth(1)).to_be_visible(timeout=30000)
+        os.kill(rasa.pid, signal.SIGSTOP)
+        sent = time.monotonic()
+        visit.say("what is fibromyalgia")
+        notice = visit.page.locator(".cc-notice")
+        expect(notice).to_contain_text("technical problem", timeout=20000)
+        waited = time.monotonic() - sent
+        assert 8 <= waited <= 20, waited  # the behaviour is the 10 s deadline
+        expect(notice.locator(f'a[href="{TEL}"]')).to_have_text(PHONE)
+        expect(notice.locator('a[href="tel:911"]')).to_have_text("911")
+        expect(visit.page.locator(".cc-typing")).to_be_hidden()
+        expect(visit.page.get_by_label("Your message")).to_be_enabled()
+        os.kill(rasa.pid, signal.SIGCONT)
+        # the late answer still comes, and the conversation goes on
+        expect(visit.page.get_by_role("log")).to_contain_text(TOPIC_PHRASES["what_is_fibromyalgia"][0],
+                                                               timeout=60000)
+        count = visit.bot.count()
+        visit.say("what are the symptoms")
+        expect(visit.bot.nth(count)).to_be_visible(timeout=30000)
+        assert visit.page.locator(".cc-notice").count() == 1
+    finally:
+        os.kill(rasa.pid, signal.SIGCONT)
+        visit.close()
 
 
 def test_when_the_server_is_down_the_widget_says_so_and_shows_the_phone(browser, site, servers):

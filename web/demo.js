@@ -1,5 +1,6 @@
 // The demo page's one call to the widget, with the values web/server.py put on <body>.
 ClinicChat.init({
   serverUrl: document.body.dataset.chatServer,
-  phone: document.body.dataset.clinicPhone
+  phone: document.body.dataset.clinicPhone,
+  technicalProblem: document.body.dataset.technicalProblem
 });

@@ -65,6 +65,7 @@ def render_page(rasa_url: str) -> bytes:
         "city": clinic.city,
         "phone": clinic.phone,
         "phone_tel": "+1" + clinic.phone_digits[-10:],
+        "technical_problem": get_knowledge().technical_problem,
         "rasa_url": rasa_url,
     }
     text = PAGE.read_text(encoding="utf-8")

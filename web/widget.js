@@ -11,9 +11,19 @@
  *           data-phone="(310) 828-7757"></script>
  *
  * widget.css and socket.io-client (vendor/socket.io.min.js) are loaded from the folder widget.js
- * comes from. The conversation id is random (128 bits from crypto.getRandomValues) and kept with the
- * transcript in localStorage, so a reload shows the conversation and continues it. Every text is put
- * in the page with textContent: nothing the visitor or the server sends is parsed as HTML.
+ * comes from. Every text is put in the page with textContent: nothing the visitor or the server sends
+ * is parsed as HTML.
+ *
+ * The session id is the one the server confirms (`session_confirm`): the widget asks with the id it
+ * has (or none) and adopts whatever the server answers, a signed id it issued or the one it echoed.
+ * The id and the transcript are kept in sessionStorage (this tab only; gone when it is closed), so a
+ * reload or another page of the site continues the conversation. What the visitor typed is never
+ * stored (it may be a name, a phone number or an address); nor is an assistant message that holds an
+ * address or a phone number other than the clinic's (the booking summary): after a reload these show
+ * as "(not kept in this browser)". Quick-reply choices and the assistant's other messages are kept.
+ *
+ * When no reply arrives within `replyTimeout` ms (10 s) of a message, the widget says so with the
+ * clinic's phone and 911 (`technicalProblem`), and the conversation goes on.
  */
 (function () {
   "use strict";
@@ -23,6 +33,9 @@
   // US numbers like (310) 828-7757, 310-828-7757 or 310.828.7757, and the emergency numbers.
   var PHONE = /\(\d{3}\)\s?\d{3}[-.\s]\d{4}|\b\d{3}[-.]\d{3}[-.]\d{4}\b|\b(?:911|988)\b/g;
   var MAX_STORED = 200;
+  var EMAIL = /[^\s@]+@[^\s@]+/;
+  var SESSION_ID = /^[A-Za-z0-9._:-]{16,200}$/;
+  var NOT_KEPT = "(not kept in this browser)";
   var instances = 0;
 
   function make(tag, className, text) {
@@ -55,20 +68,18 @@
     if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
   }
 
-  function randomId() {
-    var bytes = new Uint8Array(16);
-    window.crypto.getRandomValues(bytes);
-    var hex = "";
-    for (var i = 0; i < bytes.length; i++) hex += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16);
-    return hex;
-  }
+  function digits(text) { return String(text || "").replace(/\D/g, ""); }
 
-  // localStorage, or memory when the browser refuses it (private mode, blocked storage).
+  // sessionStorage, or memory when the browser refuses it (blocked storage). What earlier versions kept
+  // in localStorage (the transcript and the id, with no expiry) is removed.
   function makeStore(prefix) {
     var memory = {};
     var local = null;
     try {
-      local = window.localStorage;
+      ["session", "transcript", "open"].forEach(function (key) { window.localStorage.removeItem(prefix + "." + key); });
+    } catch (e) { /* no localStorage */ }
+    try {
+      local = window.sessionStorage;
       local.setItem(prefix + ".probe", "1");
       local.removeItem(prefix + ".probe");
     } catch (e) {
@@ -111,16 +122,21 @@
     if (!options || !options.serverUrl) throw new Error("ClinicChat.init: serverUrl is required");
     this.options = options;
     this.phone = options.phone || "";
+    this.replyTimeout = options.replyTimeout || 10000;
+    this.technicalProblem = options.technicalProblem || (this.phone
+      ? "I'm having a technical problem right now, sorry. Please call " + this.phone +
+        ", or try again in a minute. In an emergency, call 911."
+      : "I'm having a technical problem right now, sorry. Please try again in a minute. In an emergency, call 911.");
+    // numbers a stored assistant message may show: the clinic's, 911 and 988
+    this.publicNumbers = [digits(this.phone).slice(-10), "911", "988"].filter(Boolean);
     this.store = makeStore(options.storageKey || "clinicChat");
     this.sessionId = this.store.get("session");
-    if (!/^[0-9a-f]{32,}$/.test(this.sessionId || "")) {
-      this.sessionId = randomId();
-      this.store.set("session", this.sessionId);
-    }
+    if (!SESSION_ID.test(this.sessionId || "")) this.sessionId = null;  // the server issues one
     try { this.transcript = JSON.parse(this.store.get("transcript") || "[]"); } catch (e) { this.transcript = []; }
     if (!Array.isArray(this.transcript)) this.transcript = [];
     this.socket = null;
     this.online = false;
+    this.confirmed = false;
     this.id = "clinic-chat-" + (++instances);
     if (options.css !== false) loadCss(options.cssUrl || BASE + "widget.css");
     this.build();
@@ -217,7 +233,7 @@
       event.preventDefault();
       var text = input.value.trim();
       if (!text) return;
-      if (self.send(text, text)) input.value = "";
+      if (self.send(text, text, true)) input.value = "";
     });
 
     this.el = { root: root, launcher: launcher, panel: panel, status: status, log: log, empty: empty,
@@ -255,8 +271,17 @@
         timeout: 8000
       });
       self.socket = socket;
+      // Online once the server has confirmed the session id (messages before would go nowhere).
       socket.on("connect", function () {
+        self.confirmed = false;
         socket.emit("session_request", { session_id: self.sessionId });
+      });
+      socket.on("session_confirm", function (confirmed) {
+        var id = confirmed && typeof confirmed === "object" ? confirmed.session_id : confirmed;
+        if (typeof id !== "string" || !SESSION_ID.test(id)) return;
+        self.sessionId = id;
+        self.store.set("session", id);
+        self.confirmed = true;
         self.setOnline(true);
       });
       socket.on("connect_error", function () { self.setOnline(false); });
@@ -297,17 +322,26 @@
   };
 
   // Sends `payload` and shows `shown` as the visitor's message; false when offline (nothing sent).
-  Chat.prototype.send = function (shown, payload) {
-    if (!this.online || !this.socket) {
+  Chat.prototype.send = function (shown, payload, typed) {
+    var self = this;
+    if (!this.online || !this.socket || !this.confirmed) {
       if (this.el.root.classList.contains("cc-offline")) this.setOnline(false);  // re-announced
       else this.el.status.textContent = "Connecting to the assistant\u2026 please try again in a moment.";
       return false;
     }
     this.clearReplies();
-    this.add({ from: "user", text: shown });
+    this.add({ from: "user", text: shown, typed: !!typed });
     this.socket.emit("user_uttered", { message: payload, session_id: this.sessionId });
     this.typing(true);
+    // No reply in time: say so (with the phone and 911); a late reply is still shown when it comes.
+    clearTimeout(this.replyTimer);
+    this.replyTimer = setTimeout(function () { self.noReply(); }, this.replyTimeout);
     return true;
+  };
+
+  Chat.prototype.noReply = function () {
+    this.typing(false);
+    this.add({ from: "bot", text: this.technicalProblem, notice: true });
   };
 
   Chat.prototype.receive = function (message) {
@@ -319,6 +353,7 @@
       if (reply && reply.title && reply.payload) clean.push({ title: String(reply.title), payload: String(reply.payload) });
     }
     if (!message.text && !clean.length) return;
+    clearTimeout(this.replyTimer);
     this.typing(false);
     this.add({ from: "bot", text: message.text ? String(message.text) : "", replies: clean });
   };
@@ -326,10 +361,33 @@
   Chat.prototype.add = function (entry) {
     this.transcript.push(entry);
     if (this.transcript.length > MAX_STORED) this.transcript = this.transcript.slice(-MAX_STORED);
-    this.store.set("transcript", JSON.stringify(this.transcript));
+    this.save();
     this.renderEntry(entry);
     this.renderReplies();
     this.scroll();
+  };
+
+  // Whether an entry may be written to storage: never what the visitor typed, nor an assistant message
+  // with an address or a phone number other than the clinic's (the booking summary and confirmation).
+  Chat.prototype.keepable = function (entry) {
+    if (entry.from === "user") return !entry.typed;
+    var text = String(entry.text || "");
+    if (EMAIL.test(text)) return false;
+    var numbers = text.match(/\+?\d[\d\s().\-\/]{5,}\d/g) || [];
+    for (var i = 0; i < numbers.length; i++) {
+      var number = digits(numbers[i]);
+      if (number.length >= 7 && this.publicNumbers.indexOf(number.slice(-10)) < 0) return false;
+    }
+    return true;
+  };
+
+  Chat.prototype.save = function () {
+    var self = this;
+    var kept = this.transcript.map(function (entry) {
+      if (entry.hidden || self.keepable(entry)) return entry;
+      return { from: entry.from, text: NOT_KEPT, hidden: true };
+    });
+    this.store.set("transcript", JSON.stringify(kept));
   };
 
   Chat.prototype.render = function () {
@@ -340,7 +398,8 @@
 
   Chat.prototype.renderEntry = function (entry) {
     if (!entry || !entry.text) return;
-    var item = make("li", "cc-msg " + (entry.from === "user" ? "cc-user" : "cc-bot"));
+    var item = make("li", "cc-msg " + (entry.from === "user" ? "cc-user" : "cc-bot") +
+                    (entry.hidden ? " cc-hidden" : "") + (entry.notice ? " cc-notice" : ""));
     item.appendChild(make("span", "cc-visually-hidden", entry.from === "user" ? "You: " : "Assistant: "));
     var bubble = make("span", "cc-bubble");
     appendText(bubble, entry.text);
@@ -361,7 +420,7 @@
       var button = make("button", "cc-reply", reply.title);
       button.type = "button";
       button.addEventListener("click", function () {
-        if (self.send(reply.title, reply.payload)) self.el.input.focus();
+        if (self.send(reply.title, reply.payload, false)) self.el.input.focus();
       });
       box.appendChild(button);
     });
@@ -390,11 +449,15 @@
   Chat.prototype.restart = function () {
     this.transcript = [];
     this.store.remove("transcript");
-    this.sessionId = randomId();
-    this.store.set("session", this.sessionId);
+    this.sessionId = null;  // the server issues a new one
+    this.store.remove("session");
+    clearTimeout(this.replyTimer);
     this.render();
     this.typing(false);
-    if (this.socket && this.online) this.socket.emit("session_request", { session_id: this.sessionId });
+    if (this.socket && this.socket.connected) {
+      this.confirmed = false;
+      this.socket.emit("session_request", { session_id: null });
+    }
     this.el.input.focus();
   };
 
@@ -409,6 +472,7 @@
   window.ClinicChat = { init: init };
 
   if (script && script.getAttribute("data-server-url")) {
-    init({ serverUrl: script.getAttribute("data-server-url"), phone: script.getAttribute("data-phone") || "" });
+    init({ serverUrl: script.getAttribute("data-server-url"), phone: script.getAttribute("data-phone") || "",
+           technicalProblem: script.getAttribute("data-technical-problem") || "" });
   }
 })();
