@@ -3,7 +3,8 @@
 Rasa 3.6 is the last open-source release, so its defects are fixed here rather than upstream. Each fix
 is one function below, documented with the defect it fixes; :func:`apply` installs them all, once, and
 refuses to install anything on another Rasa version (the patched internals may differ there). Tests in
-``tests/test_patches.py`` prove that each patched function returns exactly what the original did.
+``tests/test_patches.py`` and ``tests/test_never_silent.py`` prove that each patched function returns
+exactly what the original did.
 """
 
 from __future__ import annotations
@@ -32,6 +33,73 @@ def _check_version() -> None:
 
 # Each patch is a function that installs one fix; they run in this order.
 PATCHES: List[Callable[[], None]] = []
+
+
+# --- Never silent (engineer "silent"; rasa_ext/never_silent.py, tests/test_never_silent.py) -------------
+# Each patch wraps the attribute as it is when the patch runs, so later patches can wrap it again.
+
+
+def patch_action_timeout() -> None:
+    """A hung action server holds a turn for at most ``ACTION_TIMEOUT`` seconds (default 5), not minutes.
+
+    ``RemoteAction.run`` uses aiohttp's timeout of ``DEFAULT_REQUEST_TIMEOUT`` (5 minutes); the wrapper
+    raises ``ActionServerFailure`` when the call takes longer than the timeout.
+    """
+    from rasa.core.actions.action import RemoteAction
+
+    from rasa_ext import never_silent
+
+    timeout = never_silent.action_timeout()  # a bad value stops the start, naming the variable
+    run = RemoteAction.run
+
+    async def run_with_timeout(self, output_channel, nlg, tracker, domain):  # type: ignore[no-untyped-def]
+        return await never_silent.run_with_timeout(run, self, output_channel, nlg, tracker, domain, timeout)
+
+    RemoteAction.run = run_with_timeout  # type: ignore[assignment]
+
+
+def patch_local_actions() -> None:
+    """``action_safety`` and ``action_session_start`` run in the Rasa process, never on the action server.
+
+    Emergencies (911), crises (988) and the session-start disclaimer must not depend on the action
+    server; see :class:`rasa_ext.never_silent.LocalActions`. The knowledge files are loaded here, so a
+    broken knowledge folder stops the Rasa server at start-up, as it stops the action server.
+    """
+    from rasa.core.actions.action import RemoteAction
+
+    from rasa_ext import never_silent
+
+    never_silent.technical_problem_text()
+    local = never_silent.LocalActions()
+    run = RemoteAction.run
+
+    async def run_locally_or_remotely(self, output_channel, nlg, tracker, domain):  # type: ignore[no-untyped-def]
+        if local.handles(self.name()):
+            return await local.run(self, output_channel, nlg, tracker, domain)
+        return await run(self, output_channel, nlg, tracker, domain)
+
+    RemoteAction.run = run_locally_or_remotely  # type: ignore[assignment]
+
+
+def patch_never_silent_turns() -> None:
+    """Every action the processor runs is wrapped in ``NeverSilentAction``: a failed action gives the
+    visitor ``knowledge.technical_problem`` (once per turn) instead of silence, and a failed session
+    start still starts the session, so a new visitor is not stuck behind Rasa's circuit breaker."""
+    from rasa.core.processor import MessageProcessor
+
+    from rasa_ext import never_silent
+
+    run_action = MessageProcessor._run_action
+
+    async def run_action_never_silent(self, action, tracker, output_channel, nlg, prediction):  # type: ignore[no-untyped-def]
+        if not isinstance(action, never_silent.NeverSilentAction):
+            action = never_silent.NeverSilentAction(action)
+        return await run_action(self, action, tracker, output_channel, nlg, prediction)
+
+    MessageProcessor._run_action = run_action_never_silent  # type: ignore[assignment]
+
+
+PATCHES += [patch_action_timeout, patch_local_actions, patch_never_silent_turns]
 
 
 def apply() -> None:

@@ -1,0 +1,229 @@
+"""Never silent, inside the Rasa server: whatever the action server does, every visitor message gets a reply.
+
+Rasa 3.6 treats a failed custom action as "no events": when the action server is down, hung, restarting
+or answering errors, the REST channel answers ``[]`` (an emergency included), a hung server holds the turn
+for minutes (aiohttp's 5-minute default), and a *new* visitor whose ``action_session_start`` failed is
+left without ``SessionStarted``/``action_listen``, so RulePolicy predicts ``action_fallback`` ten times,
+Rasa's circuit breaker trips, and every later turn of that conversation stays empty until the session
+expires. Three fixes, each installed by one function of :mod:`rasa_ext.patches`:
+
+1. **Local safety and session start** (:class:`LocalActions`). ``action_safety`` and
+   ``action_session_start`` run in the Rasa process itself, always, with rasa_sdk's own
+   ``ActionExecutor`` over the project's own action classes (``actions.safety.ActionSafety``,
+   ``actions.answers.ActionSessionStart``): they are pure functions of the knowledge files, which the
+   Rasa process already loads for its NLU safety net. The call goes through the same steps as the
+   remote call (``RemoteAction._action_call_format``, a JSON round trip, the response schema check,
+   ``_utter_responses``, ``deserialise_events``), so the events are exactly those the action server
+   would have returned. Measured (``scripts/soak_memory.py`` is not involved; see the README's "When
+   something fails"): running them locally costs about a tenth of the HTTP call, and it is the only
+   choice under which a hung action server cannot delay a 911 reply: "try remote, fall back on
+   failure" would make every emergency wait for the timeout first.
+2. **A call timeout** (:func:`action_timeout`): every remote call is bounded by ``ACTION_TIMEOUT``
+   seconds (default 5, well under the widget's 10 s), after which it counts as failed.
+3. **A reply for every failed action** (:class:`NeverSilentAction`): every action the processor runs
+   is wrapped; if it raises (anything but ``ActionExecutionRejection``, which is how forms legitimately
+   hand over to other policies), the turn gets ``knowledge.technical_problem`` once, and the action's
+   events are those of a harmless no-op, so the dialogue state stays where it was: a form in progress
+   keeps its active loop and requested slot and takes the visitor's next message as the answer once
+   the action server is back. A failed session start still starts the session (Rasa's default
+   ``action_session_start`` events). After one failure, later calls to the action server in the same
+   turn are skipped, so a hung server costs one timeout per turn, not one per action.
+
+None of this changes a turn in which the action server answers: the wrapped action returns the inner
+action's events unchanged (tests/test_never_silent.py compares a patched and an unpatched server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Text, Type
+
+from rasa.core.actions.action import Action, ActionExecutionRejection, ActionSessionStart, RemoteAction
+from rasa.core.actions.action import create_bot_utterance
+from rasa.core.actions.forms import FormAction
+from rasa.shared.core.constants import ACTION_SESSION_START_NAME
+from rasa.shared.core.events import BotUttered, Event, UserUttered, deserialise_events
+from rasa.shared.exceptions import RasaException
+
+if TYPE_CHECKING:
+    from rasa.core.channels.channel import OutputChannel
+    from rasa.core.nlg import NaturalLanguageGenerator
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+logger = logging.getLogger(__name__)
+
+ACTION_TIMEOUT_VARIABLE = "ACTION_TIMEOUT"
+DEFAULT_ACTION_TIMEOUT = 5.0
+# The actions the Rasa process runs itself (see the module docstring).
+LOCAL_ACTION_NAMES = ("action_safety", ACTION_SESSION_START_NAME)
+
+
+class ActionServerFailure(RasaException):
+    """A call to the action server failed, was refused or timed out."""
+
+
+def action_timeout() -> float:
+    """The most seconds a call to the action server may take (``ACTION_TIMEOUT``, default 5)."""
+    raw = os.environ.get(ACTION_TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_ACTION_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 300:
+        raise ValueError(f"{ACTION_TIMEOUT_VARIABLE} must be a number of seconds between 0 and 300, not {raw!r}")
+    return value
+
+
+def technical_problem_text() -> str:
+    """The reply for "the action server cannot answer", from the knowledge files."""
+    from actions.knowledge import get_knowledge
+
+    return get_knowledge().technical_problem
+
+
+# --- 1. Local safety and session start --------------------------------------------------------------
+
+
+def _default_action_classes() -> List[Type[Any]]:
+    from actions.answers import ActionSessionStart as ClinicSessionStart
+    from actions.safety import ActionSafety
+
+    return [ActionSafety, ClinicSessionStart]
+
+
+class LocalActions:
+    """Runs some of the project's rasa_sdk actions inside the Rasa process, as the action server would."""
+
+    def __init__(self, classes: Optional[Iterable[Type[Any]]] = None) -> None:
+        from rasa_sdk.executor import ActionExecutor
+
+        self.executor = ActionExecutor()
+        for action_class in classes if classes is not None else _default_action_classes():
+            self.executor.register_action(action_class)
+
+    @property
+    def names(self) -> List[str]:
+        return sorted(self.executor.actions)
+
+    def handles(self, name: Text) -> bool:
+        return name in self.executor.actions
+
+    async def run(self, action: RemoteAction, output_channel: "OutputChannel", nlg: "NaturalLanguageGenerator",
+                  tracker: "DialogueStateTracker", domain: "Domain") -> List[Event]:
+        """What ``action.run`` returns when the action server runs it, without the action server."""
+        from rasa_sdk.interfaces import ActionExecutionRejection as SdkRejection
+
+        # The same request body and the same JSON round trip as the HTTP call, so the action sees
+        # exactly what the action server would.
+        action_call = json.loads(json.dumps(action._action_call_format(tracker, domain)))
+        try:
+            response = await self.executor.run(action_call)
+        except SdkRejection as rejection:
+            raise ActionExecutionRejection(rejection.action_name, rejection.message) from None
+        response = json.loads(json.dumps(response or {}))
+        action._validate_action_result(response)
+        bot_messages = await action._utter_responses(response.get("responses", []), output_channel, nlg, tracker)
+        return [*bot_messages, *deserialise_events(response.get("events", []))]
+
+
+# --- 3. A reply for every failed action -------------------------------------------------------------
+
+
+def failed_this_turn(tracker: "DialogueStateTracker", text: Optional[str] = None) -> bool:
+    """Whether the technical-problem reply was already given since the visitor's latest message."""
+    text = text or technical_problem_text()
+    for event in reversed(tracker.events):
+        if isinstance(event, UserUttered):
+            return False
+        if isinstance(event, BotUttered) and event.text == text:
+            return True
+    return False
+
+
+def needs_action_server(action: Action) -> bool:
+    """Whether running ``action`` calls the action server (a custom action, or a form, which calls its
+    validation and question actions)."""
+    inner = action.action if isinstance(action, NeverSilentAction) else action
+    if isinstance(inner, FormAction):
+        return True
+    return isinstance(inner, RemoteAction) and inner.name() not in LOCAL_ACTION_NAMES
+
+
+class NeverSilentAction(Action):
+    """Wraps an action so that its failure gives the visitor the technical-problem reply instead of silence.
+
+    When the wrapped action succeeds its events are returned unchanged.
+    """
+
+    def __init__(self, action: Action) -> None:
+        self.action = action
+
+    def name(self) -> Text:
+        return self.action.name()
+
+    def event_for_successful_execution(self, prediction: Any) -> Any:
+        return self.action.event_for_successful_execution(prediction)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.action, attribute)
+
+    def __str__(self) -> Text:
+        return str(self.action)
+
+    async def run(self, output_channel: "OutputChannel", nlg: "NaturalLanguageGenerator",
+                  tracker: "DialogueStateTracker", domain: "Domain") -> List[Event]:
+        text = technical_problem_text()
+        if needs_action_server(self.action) and failed_this_turn(tracker, text):
+            # The action server already failed in this turn and the visitor was told: do not wait again.
+            logger.warning("Skipped action '%s' in conversation %s: the action server failed earlier in this turn",
+                           self.name(), tracker.sender_id)
+            return await self._failure_events(output_channel, nlg, tracker, domain, reply=None)
+        try:
+            return await self.action.run(output_channel, nlg, tracker, domain)
+        except ActionExecutionRejection:
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever failed, the visitor gets a reply
+            # The error, never the visitor's text: actions' errors name the action and the cause.
+            logger.error("Action '%s' failed in conversation %s (%s: %s); the visitor is told there is a "
+                         "technical problem", self.name(), tracker.sender_id, type(error).__name__, error)
+            reply = None if failed_this_turn(tracker, text) else text
+            return await self._failure_events(output_channel, nlg, tracker, domain, reply=reply)
+
+    async def _failure_events(self, output_channel: "OutputChannel", nlg: "NaturalLanguageGenerator",
+                              tracker: "DialogueStateTracker", domain: "Domain",
+                              reply: Optional[str]) -> List[Event]:
+        events: List[Event] = [create_bot_utterance({"text": reply})] if reply else []
+        if self.name() == ACTION_SESSION_START_NAME:
+            # The session must start whatever failed, or the conversation is stuck (see the docstring).
+            events += await ActionSessionStart().run(output_channel, nlg, tracker, domain)
+        return events
+
+
+# --- 2. The call timeout ----------------------------------------------------------------------------
+
+
+async def run_with_timeout(run: Any, action: RemoteAction, output_channel: "OutputChannel",
+                           nlg: "NaturalLanguageGenerator", tracker: "DialogueStateTracker",
+                           domain: "Domain", timeout: float) -> List[Event]:
+    """``run(action, …)`` (Rasa's ``RemoteAction.run``), failing after ``timeout`` seconds."""
+    try:
+        return await asyncio.wait_for(run(action, output_channel, nlg, tracker, domain), timeout)
+    except asyncio.TimeoutError:
+        raise ActionServerFailure(f"The action server did not answer action '{action.name()}' "
+                                  f"within {timeout:g} s ({ACTION_TIMEOUT_VARIABLE})") from None
+
+
+def response_summary(events: Iterable[Event]) -> List[Dict[str, Any]]:
+    """Events without their timestamps, for comparing two runs of the same action."""
+    summary = []
+    for event in events:
+        data = event.as_dict()
+        data.pop("timestamp", None)
+        summary.append(data)
+    return summary
