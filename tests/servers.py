@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -64,11 +65,14 @@ class Servers:
     def start(self) -> "Servers":
         if not MODEL.exists():
             raise RuntimeError(f"{MODEL} is missing: run `make model` first")
-        self._start("actions", [sys.executable, "-m", "actions", "--port", str(self.action_port)])
+        self._start_actions()
         self._start_rasa()
         self._wait(f"http://127.0.0.1:{self.action_port}/health", "actions")
         self._wait(self.url + "/", "rasa")
         return self
+
+    def _start_actions(self) -> None:
+        self._start("actions", [sys.executable, "-m", "actions", "--port", str(self.action_port)])
 
     def _start_rasa(self) -> None:
         self._start("rasa", [sys.executable, "-m", "rasa_ext", "run", "--model", str(MODEL),
@@ -104,6 +108,19 @@ class Servers:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    # Faults of the action server, with real signals (tests/test_never_silent.py).
+    def signal_actions(self, signum: int) -> None:
+        """Sends ``signum`` (SIGKILL, SIGSTOP, SIGCONT…) to the action server; waits for it after SIGKILL."""
+        process = self.processes["actions"]
+        process.send_signal(signum)
+        if signum == signal.SIGKILL:
+            process.wait()
+
+    def start_actions(self) -> None:
+        """Starts the action server again (after a kill) and waits until it answers."""
+        self._start_actions()
+        self._wait(f"http://127.0.0.1:{self.action_port}/health", "actions")
 
     def restart_rasa(self) -> None:
         self.stop("rasa")
