@@ -80,6 +80,13 @@ def action_timeout() -> float:
     return value
 
 
+def log_like_rasa() -> None:
+    """Lets this package's INFO lines through: Rasa sets the level of its own ``rasa`` logger only (from
+    ``LOG_LEVEL``, default INFO), and the root logger stays at WARNING."""
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logging.getLogger("rasa_ext").setLevel(level if isinstance(logging.getLevelName(level), int) else "INFO")
+
+
 def technical_problem_text() -> str:
     """The reply for "the action server cannot answer", from the knowledge files."""
     from actions.knowledge import get_knowledge
@@ -189,9 +196,11 @@ class NeverSilentAction(Action):
         except ActionExecutionRejection:
             raise
         except Exception as error:  # noqa: BLE001 - whatever failed, the visitor gets a reply
-            # The error, never the visitor's text: actions' errors name the action and the cause.
-            logger.error("Action '%s' failed in conversation %s (%s: %s); the visitor is told there is a "
-                         "technical problem", self.name(), tracker.sender_id, type(error).__name__, error)
+            # Rasa's errors name the action and the cause; any other error's text might quote the
+            # conversation (a schema error quotes the response), so only its type is logged.
+            detail = f": {error}" if isinstance(error, RasaException) else ""
+            logger.error("Action '%s' failed in conversation %s (%s%s); the visitor is told there is a "
+                         "technical problem", self.name(), tracker.sender_id, type(error).__name__, detail)
             reply = None if failed_this_turn(tracker, text) else text
             return await self._failure_events(output_channel, nlg, tracker, domain, reply=reply)
 

@@ -49,6 +49,7 @@ def patch_action_timeout() -> None:
 
     from rasa_ext import never_silent
 
+    never_silent.log_like_rasa()
     timeout = never_silent.action_timeout()  # a bad value stops the start, naming the variable
     run = RemoteAction.run
 
@@ -99,7 +100,25 @@ def patch_never_silent_turns() -> None:
     MessageProcessor._run_action = run_action_never_silent  # type: ignore[assignment]
 
 
-PATCHES += [patch_action_timeout, patch_local_actions, patch_never_silent_turns]
+def patch_bounded_spacy_vocabulary() -> None:
+    """The spaCy pipeline is reloaded once its vocabulary has gained ``SPACY_MAX_NEW_STRINGS`` strings,
+    so memory stays bounded with ever-new words (see :mod:`rasa_ext.spacy_memory`). Only message
+    processing is patched; training is unchanged."""
+    from rasa.nlu.utils.spacy_utils import SpacyNLP
+
+    from rasa_ext import spacy_memory
+
+    limit = spacy_memory.max_new_strings()
+    process = SpacyNLP.process
+
+    def process_bounded(self, messages, model):  # type: ignore[no-untyped-def]
+        spacy_memory.bound_vocabulary(model, limit)
+        return process(self, messages, model)
+
+    SpacyNLP.process = process_bounded  # type: ignore[assignment]
+
+
+PATCHES += [patch_action_timeout, patch_local_actions, patch_never_silent_turns, patch_bounded_spacy_vocabulary]
 
 
 def apply() -> None:

@@ -1,0 +1,63 @@
+"""Memory that stays bounded with ever-new words: the spaCy pipeline is reloaded when its vocabulary has grown.
+
+spaCy (3.4, the newest Rasa 3.6 allows) adds every string it meets to the pipeline's ``StringStore`` and
+a ``Lexeme`` for every new word to its ``Vocab``, and never removes them: about 700 bytes per distinct
+word, so a server that reads ever-new words (typos, names, pasted text, fuzzing) grows without bound
+(issue 8 row 11: +363 MB for 100 distinct 50 KB messages). spaCy has no way to forget strings before
+3.8's ``memory_zone``, and a lexeme cannot be removed from a vocabulary.
+
+Rasa's ``SpacyNLP`` hands one ``SpacyModel`` (a wrapper around the ``Language``) to ``SpacyNLP.process``
+and ``SpacyEntityExtractor.process`` on every message; nothing keeps a ``Doc`` or a ``Lexeme`` after
+the message is parsed (the tokenizer and featurizers copy texts and lemmas into Rasa's own tokens). So
+before a message is processed, when the vocabulary holds more than ``SPACY_MAX_NEW_STRINGS`` strings
+(default 50,000, about 35 MB) beyond what the pipeline had when loaded, the ``Language`` inside that
+``SpacyModel`` is replaced by a fresh one loaded the same way (``SpacyNLP.load_model``); the old one is
+freed. Strings are hashed, not numbered, so the fresh pipeline gives exactly the same tokens, lemmas,
+entities and features. A reload takes about 0.3 s, once per 50,000 new strings (hundreds of messages
+of random words; in normal traffic, rarely).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MAX_NEW_STRINGS_VARIABLE = "SPACY_MAX_NEW_STRINGS"
+DEFAULT_MAX_NEW_STRINGS = 50_000
+_BASELINE = "_clinic_strings_at_load"  # attribute set on the SpacyModel: its string count when loaded
+
+
+def max_new_strings() -> int:
+    """How many strings the spaCy vocabulary may gain before it is reloaded (``SPACY_MAX_NEW_STRINGS``)."""
+    raw = os.environ.get(MAX_NEW_STRINGS_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_MAX_NEW_STRINGS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{MAX_NEW_STRINGS_VARIABLE} must be a positive whole number, not {raw!r}")
+    return int(raw)
+
+
+def strings(spacy_model: Any) -> int:
+    """How many strings the pipeline's vocabulary holds now."""
+    return len(spacy_model.model.vocab.strings)
+
+
+def bound_vocabulary(spacy_model: Any, limit: int) -> bool:
+    """Reloads ``spacy_model.model`` if its vocabulary grew by more than ``limit`` strings since it was
+    loaded; returns whether it did."""
+    from rasa.nlu.utils.spacy_utils import SpacyNLP
+
+    baseline = getattr(spacy_model, _BASELINE, None)
+    if baseline is None:
+        setattr(spacy_model, _BASELINE, strings(spacy_model))
+        return False
+    grown = strings(spacy_model) - baseline
+    if grown <= limit:
+        return False
+    spacy_model.model = SpacyNLP.load_model(spacy_model.model_name).model
+    setattr(spacy_model, _BASELINE, strings(spacy_model))
+    logger.info("spaCy vocabulary reloaded after %d new strings (%s)", grown, MAX_NEW_STRINGS_VARIABLE)
+    return True

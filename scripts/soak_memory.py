@@ -1,0 +1,120 @@
+"""Memory soak: distinct messages full of never-seen words sent to a real Rasa server, its RSS printed as it goes.
+
+Usage: ``python scripts/soak_memory.py [--messages 20000] [--every 1000] [--words 40] [--unpatched]``
+(``make soak-memory``). Starts the action server and the Rasa server (``python -m rasa_ext run``, or
+Rasa's own ``python -m rasa run`` with ``--unpatched``, the "before" figure) on free ports with a fresh
+SQLite database, as the tests do, sends the messages from a few concurrent visitors (a new visitor
+every 20 messages, so conversations stay short), and prints the Rasa server's resident memory every
+``--every`` messages, then stops both servers. Every word of every message is new (random letters), which
+is the worst case for spaCy's vocabulary (rasa_ext/spacy_memory.py). A message that gets no reply is
+counted and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import string
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import MODEL, Servers  # noqa: E402  (the tests' way of starting real servers)
+
+
+class UnpatchedServers(Servers):
+    """The same servers, with Rasa's own ``python -m rasa run`` (no project patches)."""
+
+    def _start_rasa(self) -> None:
+        self._start("rasa", [sys.executable, "-m", "rasa", "run", "--model", str(MODEL),
+                             "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
+                             "--interface", "127.0.0.1", "--port", str(self.rasa_port)])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def distinct_message(rnd: random.Random, words: int) -> str:
+    return " ".join("".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(6, 10))) for _ in range(words))
+
+
+def soak(servers: Servers, messages: int, every: int, words: int, concurrency: int, seed: int) -> int:
+    pid = servers.processes["rasa"].pid
+    url = f"{servers.url}/webhooks/rest/webhook"
+    start_rss = rss_mb(pid)
+    print(f"Rasa server pid {pid}: {start_rss:.0f} MB before the first message", flush=True)
+    print(f"{'messages':>9} {'RSS MB':>8} {'growth':>8} {'seconds':>8} {'no reply':>9}", flush=True)
+    lock = threading.Lock()
+    state = {"sent": 0, "silent": 0, "errors": 0}
+    started = time.monotonic()
+
+    def visitor(worker: int) -> None:
+        rnd = random.Random(seed * 1000 + worker)
+        session = requests.Session()
+        sender = uuid.uuid4().hex
+        while True:
+            with lock:
+                if state["sent"] >= messages:
+                    return
+                state["sent"] += 1
+                number = state["sent"]
+            if number % 20 == 0:
+                sender = uuid.uuid4().hex
+            try:
+                response = session.post(url, json={"sender": sender, "message": distinct_message(rnd, words)},
+                                        timeout=60)
+                silent = response.status_code != 200 or not response.json()
+            except requests.RequestException:
+                silent = True
+            with lock:
+                state["silent"] += silent
+                if number % every == 0:
+                    rss = rss_mb(pid)
+                    print(f"{number:>9} {rss:>8.0f} {rss - start_rss:>+8.0f} {time.monotonic() - started:>8.0f} "
+                          f"{state['silent']:>9}", flush=True)
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(visitor, range(concurrency)))
+    end_rss = rss_mb(pid)
+    print(f"After {messages} distinct messages ({messages * words} new words): RSS {end_rss:.0f} MB "
+          f"({end_rss - start_rss:+.0f} MB), {state['silent']} without a reply", flush=True)
+    return 1 if state["silent"] else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--every", type=int, default=1_000, help="print RSS every this many messages")
+    parser.add_argument("--words", type=int, default=40, help="new words per message")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--unpatched", action="store_true", help="Rasa's own server, without rasa_ext's patches")
+    args = parser.parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="soak-memory-"))
+    servers = (UnpatchedServers if args.unpatched else Servers)(folder)
+    print(f"Starting the servers ({'unpatched' if args.unpatched else 'python -m rasa_ext'}); logs in {folder}",
+          flush=True)
+    servers.start()
+    try:
+        return soak(servers, args.messages, args.every, args.words, args.concurrency, args.seed)
+    finally:
+        servers.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
