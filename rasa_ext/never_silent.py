@@ -12,12 +12,13 @@ expires. Three fixes, each installed by one function of :mod:`rasa_ext.patches`:
    ``ActionExecutor`` over the project's own action classes (``actions.safety.ActionSafety``,
    ``actions.answers.ActionSessionStart``): they are pure functions of the knowledge files, which the
    Rasa process already loads for its NLU safety net. The call goes through the same steps as the
-   remote call (``RemoteAction._action_call_format``, a JSON round trip, the response schema check,
-   ``_utter_responses``, ``deserialise_events``), so the events are exactly those the action server
-   would have returned. Measured (``scripts/soak_memory.py`` is not involved; see the README's "When
-   something fails"): running them locally costs about a tenth of the HTTP call, and it is the only
-   choice under which a hung action server cannot delay a 911 reply: "try remote, fall back on
-   failure" would make every emergency wait for the timeout first.
+   remote call (``RemoteAction._action_call_format``, a JSON round trip, ``_utter_responses``,
+   ``deserialise_events``; rasa_sdk's executor checks the events), so the events are exactly those
+   the action server would have returned. Always local rather than "remote first, local when it
+   fails": that alternative makes every emergency wait out the timeout while the action server hangs,
+   and the local call is also the faster one (measured on 2 busy cores, median of 50 calls: 220 ms
+   for the HTTP call, most of it Rasa's jsonschema check of the response, against 0.4 ms locally; 320
+   against 11 ms after 50 turns, when the tracker's JSON round trip dominates).
 2. **A call timeout** (:func:`action_timeout`): every remote call is bounded by ``ACTION_TIMEOUT``
    seconds (default 5, well under the widget's 10 s), after which it counts as failed.
 3. **A reply for every failed action** (:class:`NeverSilentAction`): every action the processor runs
@@ -134,7 +135,8 @@ class LocalActions:
         except SdkRejection as rejection:
             raise ActionExecutionRejection(rejection.action_name, rejection.message) from None
         response = json.loads(json.dumps(response or {}))
-        action._validate_action_result(response)
+        # Not ``_validate_action_result``: the response comes from the project's own code, whose events
+        # rasa_sdk's executor has just checked, and jsonschema's check costs most of a remote call.
         bot_messages = await action._utter_responses(response.get("responses", []), output_channel, nlg, tracker)
         return [*bot_messages, *deserialise_events(response.get("events", []))]
 
