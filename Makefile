@@ -126,8 +126,8 @@ bench-console: $(VENV)/.installed
 fuzz: $(MODEL)
 	FUZZ_INPUTS=$${FUZZ_INPUTS:-20000} $(PY) -m pytest tests/test_fuzz.py -q -s
 
-# Memory with ever-new words: 20,000 distinct messages to a real Rasa server, RSS printed every 1,000
-# (ARGS="--unpatched" for Rasa's own server, the "before" figure; about an hour on 2 busy cores).
+# Memory with ever-new words: 20,000 distinct messages to a real Rasa server's NLU, RSS printed every
+# 1,000 (ARGS="--unpatched": Rasa's own server, the "before" figure; "--via webhook": whole turns, slower).
 soak-memory: $(MODEL)
 	$(PY) scripts/soak_memory.py $(ARGS)
 

@@ -5,8 +5,10 @@ And when the action server is healthy, the patched server stores exactly what Ra
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 import requests
 
-from tests.servers import ROOT, MODEL, Servers, Visitor
+from tests.servers import MODEL, ROOT, Servers, Visitor, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -165,9 +167,8 @@ class PlainRasa(Servers):
     def __init__(self, folder: Path, actions_of: Servers) -> None:
         super().__init__(folder)
         self.action_port = actions_of.action_port
-        self.endpoints.write_text(
-            f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
-            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.db}\n")
+        self.env = actions_of.env  # the same action server, and the same secret for it if any
+        self.endpoints.write_text(actions_of.endpoints.read_text().replace(str(actions_of.db), str(self.db)))
 
     def start(self) -> "PlainRasa":
         self._start("rasa", [sys.executable, "-m", "rasa", "run", "--model", str(MODEL),
@@ -223,3 +224,54 @@ def test_rasa_server_refuses_a_bad_timeout(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "rasa_ext", "--version"], cwd=ROOT, capture_output=True,
                             text=True, env={**Servers(tmp_path).env, "ACTION_TIMEOUT": "soon"}, timeout=300)
     assert result.returncode != 0 and "ACTION_TIMEOUT" in result.stderr
+
+
+# --- The wrapper itself, on real sockets, in this process --------------------------------------------
+
+
+def _turn(domain_file: Path, *events: Any) -> Any:
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    domain = Domain.load(str(domain_file))
+    return domain, DialogueStateTracker.from_events("visitor", list(events), domain.slots)
+
+
+def _run(action: Any, domain: Any, tracker: Any) -> List[Any]:
+    from rasa.core.channels.channel import CollectingOutputChannel
+    from rasa.core.nlg import TemplatedNaturalLanguageGenerator
+
+    from rasa_ext.never_silent import NeverSilentAction
+
+    wrapped = NeverSilentAction(action)
+    run = wrapped.run(CollectingOutputChannel(), TemplatedNaturalLanguageGenerator(domain.responses), tracker, domain)
+    return asyncio.run(asyncio.wait_for(run, 30))
+
+
+def test_a_failed_session_start_still_starts_the_session(knowledge) -> None:
+    """Rasa's own session-start events follow the technical reply, so the conversation is not stuck."""
+    from rasa.core.actions.action import RemoteAction
+    from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted
+    from rasa.utils.endpoints import EndpointConfig
+
+    domain, tracker = _turn(ROOT / "domain.yml")
+    nowhere = EndpointConfig(f"http://127.0.0.1:{free_port()}/webhook")  # nothing listens there
+    events = _run(RemoteAction("action_session_start", nowhere), domain, tracker)
+    assert [type(event) for event in events] == [BotUttered, SessionStarted, ActionExecuted]
+    assert events[0].text == knowledge.technical_problem and events[2].action_name == "action_listen"
+
+
+def test_after_a_failure_the_turn_does_not_wait_for_the_action_server_again(knowledge) -> None:
+    """A second custom action in a turn that already failed is skipped: a server that accepts the
+    connection and never answers would otherwise hold the turn again."""
+    from rasa.core.actions.action import RemoteAction
+    from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+    from rasa.utils.endpoints import EndpointConfig
+
+    domain, tracker = _turn(ROOT / "domain.yml", ActionExecuted("action_listen"), UserUttered("hi", {"name": "greet"}),
+                            ActionExecuted("action_answer"), BotUttered(knowledge.technical_problem))
+    with socket.socket() as silent_server:
+        silent_server.bind(("127.0.0.1", 0))
+        silent_server.listen()
+        endpoint = EndpointConfig(f"http://127.0.0.1:{silent_server.getsockname()[1]}/webhook")
+        assert _run(RemoteAction("action_answer", endpoint), domain, tracker) == []
