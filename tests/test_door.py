@@ -475,7 +475,8 @@ def test_when_the_action_server_is_down_every_channel_still_answers(servers):
             async with Socket(servers.url) as visitor:
                 session = await visitor.session({"session_id": None})
                 await visitor.client.emit("user_uttered", {"message": "what causes it", "session_id": session})
-                assert await visitor.reply() == TECHNICAL
+                # A new visitor gets the disclaimer first: the Rasa server says it without the action server.
+                assert TECHNICAL in [await visitor.reply(), await visitor.reply()]
 
         asyncio.run(socket())
     finally:
