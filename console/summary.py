@@ -34,9 +34,9 @@ EMERGENCY_INTENTS = {"emergency", "crisis"}
 EMERGENCY_ACTIONS = {"action_safety"}
 # Actions that are not an answer to the visitor's message.
 NOT_ANSWERS = {"action_listen", "action_session_start", "action_unlikely_intent"}
-# Slots an action sets when it did answer after all: action_fallback sets ``therapy`` when the unclear message
-# named one of the article's treatments and it gave that treatment's answer (actions/answers.py).
-ANSWER_SLOTS = {"therapy"}
+# A fallback turn that set one of these slots answered the message: a named treatment (therapy), or a
+# topic, a follow-up or "the article doesn't cover that" with the closest topic (topic; actions/answers.py).
+ANSWER_SLOTS = {"therapy", "topic"}
 MAX_NORMALISED = 300
 _PUNCTUATION = re.compile(r"[\W_]+")
 # Intents that say nothing about what the visitor wanted to know: not "topics".

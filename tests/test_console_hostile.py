@@ -417,13 +417,17 @@ def test_unanswered_messages_are_grouped_counted_and_answered_ones_left_out(cons
     # An unclear message naming a treatment: action_fallback answered it (and set the therapy slot).
     add_conversation(engine, "conv-swim", [("swimming??", "nlu_fallback", 0.35, "action_fallback",
                                             "Swimming is a low-impact activity ...", {"therapy": "exercise"})])
+    # A question the article doesn't answer: action_fallback said so with the closest topic (the topic slot).
+    add_conversation(engine, "conv-contagious", [("catchable from my wife?", "nlu_fallback", 0.31, "action_fallback",
+                                                  "The article doesn't say whether ...", {"topic": "causes"})])
     summary.refresh(engine, force=True)
     figures = queries.insight(engine, queries.Filters())
     groups = [(item["normalized"], item["count"], item["conversations"]) for item in figures["unanswered"]]
     # most frequent first, then the newest
     assert groups == [("do you sell cbd oil", 3, 2), ("is parking validated", 1, 1), ("drop table events", 1, 1),
                       ("qwzx vbnm plok", 1, 1)]
-    assert all("swimming" not in item["normalized"] for item in figures["unanswered"])
+    assert all("swimming" not in item["normalized"] and "catchable" not in item["normalized"]
+               for item in figures["unanswered"])
     assert figures["unanswered_total"] == 6 and figures["unanswered_groups"] == 4
     assert figures["fallbacks"] == 5  # the answered one is not a fallback
     assert [item["action"] for item in figures["unanswered"]][:2] == ["action_fallback", "action_fallback"]
