@@ -7,7 +7,8 @@ Rasa's table, rows and queries, and changes what happens when the database misbe
 * Pooled connections are pinged before use (``pool_pre_ping``), so a connection the database dropped
   (restart, ``pg_terminate_backend``, a proxy's idle timeout) is replaced instead of failing the message.
 * A transient error (connection lost, database refusing connections, SQLite busy) is retried a bounded
-  number of times, waiting without blocking the server's other conversations.
+  number of times. Queries run in a worker thread and the waits are asynchronous, so a slow or
+  unreachable database never holds up the server's other conversations.
 * When the database still cannot be read or written, the store raises :class:`TrackerStoreUnavailable`.
   Rasa's own store, wrapped by Rasa's ``FailSafeTrackerStore``, would hand back a fresh tracker instead:
   the visitor would be silently started over (disclaimer again, form lost) and the turn kept only in
@@ -112,7 +113,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
 
     Extra endpoint keys (optional): ``attempts`` (tries per read or write, default 3), ``retry_delay``
     (seconds before the second try, doubled each time, default 0.2), ``connect_timeout`` (PostgreSQL,
-    seconds, default 5).
+    seconds, default 3).
     """
 
     def __init__(
@@ -129,7 +130,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         query: Optional[Dict] = None,
         attempts: int = 3,
         retry_delay: float = 0.2,
-        connect_timeout: int = 5,
+        connect_timeout: int = 3,
         **kwargs: Any,
     ) -> None:
         # Rasa's constructor is not called: it loops forever while the database is unreachable and, with
@@ -176,10 +177,15 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
 
     async def _run(self, what: str, sender_id: Text, work: Callable[[], T]) -> T:
         """``work()``, tried up to ``attempts`` times on transient errors; raises TrackerStoreUnavailable
-        when it still fails. The waits are asynchronous: other conversations go on meanwhile."""
+        when it still fails.
+
+        The work runs in a worker thread and the waits are asynchronous: a database that answers slowly or
+        not at all (a connection attempt waits up to ``connect_timeout``) never holds up the server's other
+        conversations, as Rasa's store, which queries on the event loop, did."""
+        loop = asyncio.get_running_loop()
         for attempt in range(1, self.attempts + 1):
             try:
-                return work()
+                return await loop.run_in_executor(None, work)
             except SQLAlchemyError as error:
                 if attempt < self.attempts and is_transient(error):
                     logger.warning("Could not %s conversation %r (try %d of %d), trying again: %s",

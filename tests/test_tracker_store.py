@@ -229,6 +229,44 @@ def test_an_unreachable_database_raises_instead_of_starting_the_visitor_over(pg_
     assert len(resumed.events) == len(tracker.events) - 1  # the turn that failed was not half stored
 
 
+def test_a_query_that_waits_never_holds_up_the_servers_other_work(pg_db):
+    """Rasa's store queries on the event loop: one slow query stops every conversation of the server."""
+    store = store_on(pg_db.url)
+    sender = uuid.uuid4().hex
+    run(store.save(conversation(sender)))
+    locker = pg_db.engine().connect()
+    transaction = locker.begin()
+    locker.execute(sa.text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))  # the store's reads now wait
+    safety_net = threading.Timer(10, transaction.rollback)  # frees a blocked event loop if the test fails
+    safety_net.start()
+
+    async def scenario():
+        ticks = 0
+
+        async def other_work():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        other = asyncio.create_task(other_work())
+        read = asyncio.create_task(store.retrieve(sender))
+        await asyncio.sleep(0.5)
+        waiting, ticked = not read.done(), ticks
+        transaction.rollback()  # the lock is released: the read goes on
+        tracker = await read
+        other.cancel()
+        return waiting, ticked, tracker
+
+    try:
+        waiting, ticked, tracker = run(scenario())
+    finally:
+        safety_net.cancel()
+        locker.close()
+    assert waiting and ticked > 0  # the read was still waiting while the loop served other work
+    assert tracker.get_slot("requested_slot") == "name"
+
+
 def test_other_store_errors_are_handled_by_rasa_exactly_as_before(tmp_path):
     """The FailSafeTrackerStore change lets TrackerStoreUnavailable through and nothing else."""
     stock = SQLTrackerStore(domain=DOMAIN, dialect="sqlite", db=str(tmp_path / "stock.db"))
