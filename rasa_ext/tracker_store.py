@@ -31,7 +31,7 @@ import itertools
 import json
 import logging
 import re
-from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Text, TypeVar
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Text, Tuple, TypeVar
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
@@ -66,6 +66,12 @@ class TrackerStoreUnavailable(RasaException):
     Raised instead of handing back a fresh tracker, so that the visitor is told there is a technical
     problem rather than being silently started over. The message names the conversation id and the
     database's error (its first line, never a statement's values)."""
+
+
+def unavailable(message: str) -> TrackerStoreUnavailable:
+    """The exception for ``message``, logged (the message holds ids and database errors, never text)."""
+    logger.error("The conversations database is unavailable: %s", message)
+    return TrackerStoreUnavailable(message)
 
 
 def clean_text(text: str) -> str:
@@ -169,8 +175,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
             try:
                 ensure_schema_exists(session)
             except ValueError as missing:
-                raise TrackerStoreUnavailable(
-                    f"the PostgreSQL schema {missing} (POSTGRES_SCHEMA) does not exist") from None
+                raise unavailable(f"the PostgreSQL schema {missing} (POSTGRESQL_SCHEMA) does not exist") from None
             yield session
         finally:
             session.close()
@@ -186,16 +191,17 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         for attempt in range(1, self.attempts + 1):
             try:
                 return await loop.run_in_executor(None, work)
-            except SQLAlchemyError as error:
-                if attempt < self.attempts and is_transient(error):
+            except TrackerStoreUnavailable:
+                raise
+            except Exception as error:  # whatever fails, the visitor is never silently started over
+                if attempt < self.attempts and isinstance(error, SQLAlchemyError) and is_transient(error):
                     logger.warning("Could not %s conversation %r (try %d of %d), trying again: %s",
                                    what, sender_id, attempt, self.attempts, describe(error))
                     await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
                     continue
-                hint = f"; the events table is missing: {MIGRATE_HINT}" if self._events_table_missing() else ""
-                message = f"cannot {what} conversation {sender_id!r}: {describe(error)}{hint}"
-                logger.error("The conversations database is unavailable: %s", message)
-                raise TrackerStoreUnavailable(message) from error
+                missing = await loop.run_in_executor(None, self._events_table_missing)
+                hint = f"; the events table is missing: {MIGRATE_HINT}" if missing else ""
+                raise unavailable(f"cannot {what} conversation {sender_id!r}: {describe(error)}{hint}") from error
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _events_table_missing(self) -> bool:
@@ -216,15 +222,27 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                         ) -> Optional[DialogueStateTracker]:
         key = clean_text(sender_id)
 
-        def read() -> List[str]:
+        def read() -> List[Tuple[int, str]]:
             with self.session_scope() as session:
                 query = self._event_query(session, key, fetch_events_from_all_sessions=fetch_events_from_all_sessions)
-                return [row.data for row in query.all()]
+                return [(row.id, row.data) for row in query.all()]
 
-        events = [json.loads(data) for data in await self._run("read", key, read)]
-        if self.domain and events:
+        rows = await self._run("read", key, read)
+        if not (self.domain and rows):
+            return None
+        events = []
+        for row_id, data in rows:
+            try:
+                events.append(json.loads(data))
+            except (TypeError, ValueError):
+                # Named by id (never its text): the conversation gets the technical-problem reply, not a
+                # fresh start over a hole in its history; the others are unaffected.
+                raise unavailable(f"conversation {key!r}: stored event id {row_id} cannot be read") from None
+        try:
             return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
-        return None
+        except Exception as error:
+            raise unavailable(f"conversation {key!r}: its stored events cannot be replayed "
+                              f"({type(error).__name__})") from error
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Stores the events the database does not have yet (Rasa's rule: those after the stored count)."""

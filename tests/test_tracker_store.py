@@ -174,6 +174,23 @@ def test_a_failing_value_is_never_taken_for_a_missing_schema(pg_db, monkeypatch)
         run(store.retrieve("someone"))
 
 
+def test_an_unreadable_stored_event_is_named_by_id_and_never_starts_the_visitor_over(tmp_path):
+    url = make_url(f"sqlite:///{tmp_path / 'conversations.db'}")
+    store = store_on(url)
+    run(store.save(conversation("damaged")))
+    run(store.save(conversation("intact")))
+    engine = sa.create_engine(url, future=True)
+    with engine.begin() as connection:
+        damaged = connection.execute(sa.text(
+            "SELECT max(id) FROM events WHERE sender_id = 'damaged'")).scalar()
+        connection.execute(sa.text("UPDATE events SET data = 'not json' WHERE id = :id"), {"id": damaged})
+    engine.dispose()
+    wrapped = FailSafeTrackerStore(store)
+    with pytest.raises(TrackerStoreUnavailable, match=f"event id {damaged} cannot be read"):
+        run(wrapped.get_or_create_tracker("damaged"))
+    assert run(wrapped.get_or_create_tracker("intact")).get_slot("requested_slot") == "name"
+
+
 # --- dropped connections, an unreachable database --------------------------------------------------------
 
 def test_dropped_connections_are_replaced_before_use(pg_db):
