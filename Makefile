@@ -29,7 +29,7 @@ MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard 
 
 .PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe probe-pain probe-answers \
 	calibrate-retrieval requests clean \
-	console staff-user retention bench-console chromium fuzz soak-memory
+	console staff-user retention bench-console chromium fuzz soak-memory migrate
 
 help:
 	@echo "make run    set up what is missing, train if needed, start the assistant (Ctrl-C stops it)"
@@ -65,7 +65,12 @@ chromium:
 	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
 
 run: $(MODEL) $(WEB_DEPS)
+	$(PY) -m rasa_ext.migrate
 	$(PY) scripts/serve.py
+
+# Creates the assistant's database and tables if missing (idempotent; make run runs it first).
+migrate: $(VENV)/.installed
+	$(PY) -m rasa_ext.migrate $(ARGS)
 
 validate: $(VENV)/.installed
 	$(RASA) data validate --fail-on-warnings

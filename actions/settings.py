@@ -6,7 +6,8 @@ server, the command-line tools and the tests all read the same files wherever th
 Environment variables:
     CLINIC_KNOWLEDGE_DIR: the knowledge folder (default: ``knowledge/`` in the project).
     CLINIC_ENDPOINTS: the Rasa endpoints file whose ``tracker_store`` names the database that also holds
-        consultation requests (default: ``endpoints.yml`` in the project).
+        consultation requests (default: ``RASA_ENDPOINTS``, the Rasa server's, else ``endpoints.yml`` in the
+        project).
     CLINIC_DB_URL: a SQLAlchemy URL that overrides the database taken from the endpoints file.
 """
 
@@ -32,5 +33,6 @@ def knowledge_dir() -> Path:
 
 
 def endpoints_file() -> Path:
-    """The Rasa endpoints file the assistant runs with."""
-    return _path_from_env("CLINIC_ENDPOINTS", PROJECT_ROOT / "endpoints.yml")
+    """The Rasa endpoints file the assistant runs with: by default the Rasa server's, so that requests and
+    conversations are in one database."""
+    return _path_from_env("CLINIC_ENDPOINTS", _path_from_env("RASA_ENDPOINTS", PROJECT_ROOT / "endpoints.yml"))

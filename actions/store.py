@@ -129,7 +129,8 @@ def url_from_tracker_store(config: Mapping[str, Any], base: Path) -> URL:
         config: the ``tracker_store`` section of an endpoints file.
         base: the folder a relative SQLite path is relative to (where Rasa runs).
     """
-    if str(config.get("type", "")).upper() != "SQL":
+    kind = str(config.get("type", ""))
+    if kind.upper() != "SQL" and not kind.startswith("rasa_ext.tracker_store."):  # Rasa's or the project's
         raise ConfigError("the tracker store must be of type SQL to hold consultation requests")
     dialect = str(config.get("dialect") or "sqlite")
     database = str(config.get("db") or "rasa.db")

@@ -1,5 +1,5 @@
 """Starts the real action server and Rasa server for end-to-end tests, on free local ports, with a
-fresh SQLite database for conversations and consultation requests."""
+fresh SQLite database for conversations and consultation requests (or a given PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import requests
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "clinic.tar.gz"
@@ -30,13 +31,14 @@ class Servers:
     """The assistant's two servers, as ``make run`` starts them."""
 
     def __init__(self, folder: Path, credentials: Optional[Path] = None,
-                 env: Optional[Dict[str, str]] = None) -> None:
+                 env: Optional[Dict[str, str]] = None, db_url: Optional[str] = None) -> None:
         """Prepares the servers; nothing runs until :meth:`start`.
 
         Args:
             folder: where the database, the endpoints file and the servers' logs go.
             credentials: the Rasa credentials file (default: the project's ``credentials.yml``).
             env: extra environment variables for both servers.
+            db_url: a PostgreSQL URL (``postgresql://user@host:port/db``) to use instead of a SQLite file.
         """
         self.folder = folder
         self.credentials = credentials or ROOT / "credentials.yml"
@@ -44,10 +46,16 @@ class Servers:
         self.action_port = free_port()
         self.rasa_port = free_port()
         self.endpoints = folder / "endpoints.yml"
+        if db_url:  # the keys of endpoints.postgres.yml
+            url = make_url(db_url)
+            database = (f"  dialect: postgresql\n  url: {url.host}\n  port: {url.port or 5432}\n  db: {url.database}\n"
+                        f"  username: {url.username}\n" + (f"  password: {url.password}\n" if url.password else ""))
+        else:
+            database = f"  dialect: sqlite\n  db: {self.db}\n"
         self.endpoints.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
             "  headers:\n    X-Action-Token: ${ACTION_SERVER_TOKEN}\n"
-            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.db}\n")
+            f"tracker_store:\n  type: rasa_ext.tracker_store.ResilientSQLTrackerStore\n{database}")
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CLINIC_ENDPOINTS": str(self.endpoints),
                     "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
                     "CLINIC_SESSION_SECRET_FILE": str(folder / "session_secret"), **(env or {})}
