@@ -121,6 +121,23 @@ def patch_bounded_spacy_vocabulary() -> None:
 PATCHES += [patch_action_timeout, patch_local_actions, patch_never_silent_turns, patch_bounded_spacy_vocabulary]
 
 
+# --- Databases that come and go (issue 8 item 3) -------------------------------------------------------------
+
+def patch_tracker_store_unavailable() -> None:
+    """Rasa's ``FailSafeTrackerStore`` (which the Agent wraps around every tracker store) swallows every
+    store error: a failed read becomes a fresh tracker (the visitor silently starts over) and a failed
+    write is lost. It re-raises :class:`rasa_ext.tracker_store.TrackerStoreUnavailable` instead, so the
+    channels answer with the technical-problem reply; every other error is handled as before. The store's
+    constructor installs it too, so that the store keeps its promise when it is used without
+    ``python -m rasa_ext`` (the call is idempotent)."""
+    from rasa_ext.tracker_store import let_unavailable_through
+
+    let_unavailable_through()
+
+
+PATCHES += [patch_tracker_store_unavailable]
+
+
 def apply() -> None:
     """Installs every patch once (a second call does nothing)."""
     global _applied
