@@ -28,6 +28,9 @@ What :func:`supervise` guarantees, in order:
    before ``exec``), so even ``kill -9`` of the supervisor leaves no server running. PR_SET_PDEATHSIG
    fires when the *thread* that forked the child ends, so children are only ever started from the
    thread that called :func:`supervise` (health checks run in worker threads, starts never do).
+   It reaches only the child itself, not the processes the child started (nginx's workers, say): a
+   small reaper process, told each child's process group through a pipe, SIGKILLs those groups when the
+   pipe closes without a goodbye, i.e. when the supervisor died.
 6. **Private files.** Every child starts with ``umask`` (default 077): whatever the servers write is
    readable by its owner only.
 
@@ -139,6 +142,61 @@ def _child_setup(supervisor_pid: int, umask: Optional[int]) -> Callable[[], None
     return setup
 
 
+# Reads process group ids from stdin ("123" add, "-123" forget); at end of input without "done" (the
+# supervisor died), SIGKILLs every group still listed. Its own session: a Ctrl-C does not reach it.
+REAPER = r"""
+import os, signal, sys
+for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+    signal.signal(signum, signal.SIG_IGN)
+groups = set()
+for line in sys.stdin:
+    word = line.strip()
+    if word == "done":
+        sys.exit(0)
+    if word.startswith("-"):
+        groups.discard(int(word[1:]))
+    elif word:
+        groups.add(int(word))
+for group in groups:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class _Reaper:
+    """The process that kills the children's process groups if the supervisor dies (see REAPER)."""
+
+    def __init__(self) -> None:
+        self.process: Optional[subprocess.Popen] = None
+        try:
+            self.process = subprocess.Popen([sys.executable, "-c", REAPER], stdin=subprocess.PIPE,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            start_new_session=True, text=True)
+        except OSError:  # without it, PR_SET_PDEATHSIG still kills the children themselves
+            pass
+
+    def tell(self, word: str) -> None:
+        if self.process is None or self.process.stdin is None:
+            return
+        try:
+            self.process.stdin.write(word + "\n")
+            self.process.stdin.flush()
+        except (OSError, ValueError):
+            self.process = None
+
+    def close(self) -> None:
+        """A goodbye: every group is gone, nothing to kill."""
+        self.tell("done")
+        if self.process is not None:
+            try:
+                self.process.stdin.close()  # type: ignore[union-attr]
+                self.process.wait(timeout=5)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                pass
+
+
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
     try:
         os.killpg(process.pid, signum)  # the child leads its own group (start_new_session)
@@ -215,6 +273,7 @@ class _Supervisor:
         self.write_lock = threading.Lock()
         self.stop_requested = False
         self.ready = False
+        self.reaper: Optional[_Reaper] = None
         self.checks = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(servers)),
                                                            thread_name_prefix="health")
 
@@ -260,6 +319,8 @@ class _Supervisor:
             threading.Thread(target=self._relay, args=(server.name, pipe, stream, server.quiet),
                              name=f"relay-{server.name}", daemon=True).start()
         item.process = process
+        if self.reaper is not None:
+            self.reaper.tell(str(process.pid))
         item.generation += 1
         item.state = STARTING
         item.started_at = time.monotonic()
@@ -276,7 +337,12 @@ class _Supervisor:
             item.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        self._forget(item.process)
         item.process = None
+
+    def _forget(self, process: subprocess.Popen) -> None:
+        if self.reaper is not None:
+            self.reaper.tell(f"-{process.pid}")
 
     def failed(self, item: _Supervised, now: float) -> None:
         """The server crashed, hung or never came up: restart it after a backoff, or give up."""
@@ -378,8 +444,11 @@ class _Supervisor:
                 pass
             _signal_group(process, signal.SIGKILL)  # whatever is left of the group
             process.wait()
+            self._forget(process)
         for item in self.servers:
             item.process = None
+        if self.reaper is not None:
+            self.reaper.close()
         self.checks.shutdown(wait=False, cancel_futures=True)
         self.say("all servers stopped")
 
@@ -401,6 +470,7 @@ class _Supervisor:
 
         previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         essential_down = False
+        self.reaper = _Reaper()
         try:
             for item in self.servers:
                 self.start(item)

@@ -178,6 +178,29 @@ def test_a_server_that_never_answers_after_starting_is_killed_and_restarted(tmp_
         process.wait(timeout=30)
 
 
+def test_no_process_outlives_a_killed_supervisor_not_even_a_server_s_own_child(tmp_path: Path) -> None:
+    port = free_port()
+    code = ("import subprocess, sys; "
+            f"subprocess.run([sys.executable, '-m', 'http.server', '{port}', '--bind', '127.0.0.1'])")
+    spec = {"name": "parent", "command": [sys.executable, "-c", code], "health_url": f"http://127.0.0.1:{port}/",
+            "port": port}
+    process, log = start_driver(tmp_path, [spec])
+    pids: List[int] = []
+    try:
+        wait_for(lambda: "STAND-INS READY" in log.read_text(), 30, "ready", log)
+        leader = started_pids(log, "parent")[0]
+        pids = [leader, *children(leader)]
+        assert len(pids) == 2  # the server and the process it started
+        process.kill()
+        process.wait()
+        wait_for(lambda: not any(alive(pid) for pid in pids), 10, f"{pids} gone after kill -9 of the supervisor")
+    finally:
+        process.kill()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 # --- the real make run ------------------------------------------------------------------------------
 
 
