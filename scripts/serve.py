@@ -54,7 +54,8 @@ def servers(env: Dict[str, str]) -> List[Server]:
     return [
         Server("actions", [python, "-m", "actions", "--host", actions_host, "--port", str(actions_port)],
                health_url=f"http://{local(actions_host)}:{actions_port}/health", port=actions_port,
-               host=actions_host, port_setting="ACTION_SERVER_PORT", quiet=(EMPTY_ACCESS_LINE,), cwd=str(ROOT)),
+               host=actions_host, port_setting="ACTION_SERVER_PORT", start_timeout=120, quiet=(EMPTY_ACCESS_LINE,),
+               cwd=str(ROOT)),
         Server("rasa", [python, "-m", "rasa_ext", "run", "--model", env.get("RASA_MODEL", "models/clinic.tar.gz"),
                         "--endpoints", env["RASA_ENDPOINTS"], "--credentials", env["RASA_CREDENTIALS"],
                         "--interface", rasa_host, "--port", str(rasa_port)],
@@ -65,8 +66,8 @@ def servers(env: Dict[str, str]) -> List[Server]:
                essential=False, host=console_host, port_setting="CONSOLE_PORT", start_timeout=120, cwd=str(ROOT)),
         Server("web", [python, "-m", "web.server"],
                health_url=f"http://{local(web_host)}:{web_port}/widget.css?{HEALTH_MARK}", port=web_port,
-               essential=False, host=web_host, port_setting="WEB_PORT", start_timeout=60, quiet=(re.escape(HEALTH_MARK),),
-               cwd=str(ROOT)),
+               essential=False, host=web_host, port_setting="WEB_PORT", start_timeout=60,
+               quiet=(re.escape(HEALTH_MARK),), cwd=str(ROOT)),
     ]
 
 

@@ -468,7 +468,8 @@ class _Supervisor:
         def on_signal(signum: int, frame: object) -> None:
             self.stop_requested = True
 
-        previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {signum: signal.signal(signum, on_signal) for signum in stopping}
         essential_down = False
         self.reaper = _Reaper()
         try:

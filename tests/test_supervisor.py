@@ -278,8 +278,15 @@ class Run:
                     found[name] = pid
         return found
 
+    def seen_up(self, name: str) -> bool:
+        """Whether the supervisor saw the last start of ``name`` answer (until then it counts as starting,
+        and a failed check is not yet a hang)."""
+        text = self.text()
+        return text.count(f"supervisor | {name} answers ") == text.count(f"supervisor | {name} started (pid")
+
     def all_up(self) -> bool:
-        return set(self.pids()) == set(self.health) and all(check_health(url, 5) for url in self.health.values())
+        return (set(self.pids()) == set(self.health) and all(check_health(url, 5) for url in self.health.values())
+                and all(self.seen_up(name) for name in self.health))
 
     def ask(self, text: str = QUESTION) -> str:
         response = requests.post(f"http://127.0.0.1:{self.env['RASA_PORT']}/webhooks/rest/webhook",
@@ -291,7 +298,7 @@ class Run:
         """Waits until ``name`` runs as another process and answers its health check; its new pid."""
         def back() -> Optional[int]:
             pid = self.pids().get(name)
-            return pid if pid and pid != old_pid and check_health(self.health[name], 5) else None
+            return pid if pid and pid != old_pid and check_health(self.health[name], 5) and self.seen_up(name) else None
         pid = wait_for(back, timeout, f"{name} restarted and answering", self.log)
         assert not alive(old_pid)
         return pid  # type: ignore[return-value]
@@ -330,7 +337,8 @@ def test_servers_write_private_files_and_share_a_generated_action_token(run: Run
     for name, pid in run.pids().items():
         status = Path(f"/proc/{pid}/status").read_text()
         assert re.search(r"^Umask:\s+0077$", status, re.M), (name, status)
-        environ = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+        environ = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0")
+                       if "=" in item)
         tokens.add(environ.get("ACTION_SERVER_TOKEN"))
     assert len(tokens) == 1 and re.fullmatch(r"[0-9a-f]{64}", tokens.pop() or "")
 
