@@ -10,7 +10,7 @@ exactly what the original did.
 from __future__ import annotations
 
 import logging
-from typing import Callable, List
+from typing import Any, Callable, Dict, List, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -148,3 +148,95 @@ def apply() -> None:
         patch()
     _applied = True
     logger.debug("Applied %d Rasa patches", len(PATCHES))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Speed (engineer "speed", issue 9): the cost of a message, and its growth with the conversation's length.
+# Each patch keeps the original function's results; tests/test_patches.py runs both on the same inputs.
+# ---------------------------------------------------------------------------------------------------------
+
+# type_name -> the class Event.resolve_by_type finds for it; emptied whenever an Event subclass is defined.
+_event_types: Dict[str, type] = {}
+
+
+def cache_event_types() -> None:
+    """``Event.resolve_by_type`` looks the event's class up in a table instead of walking every subclass.
+
+    Rasa 3.6.21 calls ``all_subclasses(Event)`` (a recursive walk with ``inspect.isabstract`` on each of
+    ~30 classes) for *every* event it deserialises, and the tracker store deserialises the whole session on
+    every message: about half a millisecond per event, so the cost of a turn grew with the conversation.
+    The table keeps the first class in ``all_subclasses`` order for each type name (the one the walk
+    returns), and is rebuilt after any new ``Event`` subclass is defined (``__init_subclass__``), so a
+    class imported later is found exactly as before.
+    """
+    import rasa.shared.utils.common
+    from rasa.shared.core.events import Event
+
+    original = Event.resolve_by_type
+    inherited_init_subclass = Event.__dict__.get("__init_subclass__")
+
+    def resolve_by_type(type_name: str, default: Optional[type] = None) -> Optional[type]:
+        if not _event_types:
+            for cls in rasa.shared.utils.common.all_subclasses(Event):
+                _event_types.setdefault(cls.type_name, cls)
+        cls = _event_types.get(type_name)
+        if cls is not None:
+            return cls
+        return original(type_name, default)  # unknown names: "topic", the default, or the same ValueError
+
+    def __init_subclass__(cls: type, **kwargs: Any) -> None:
+        _event_types.clear()
+        if inherited_init_subclass is not None:
+            inherited_init_subclass.__func__(cls, **kwargs)
+        else:
+            super(Event, cls).__init_subclass__(**kwargs)
+
+    resolve_by_type.__doc__ = original.__doc__
+    resolve_by_type.__wrapped__ = original  # type: ignore[attr-defined]
+    Event.__init_subclass__ = classmethod(__init_subclass__)  # type: ignore[assignment]
+    Event.resolve_by_type = staticmethod(resolve_by_type)  # type: ignore[assignment]
+
+
+def prebuild_action_response_validator() -> None:
+    """``RemoteAction._validate_action_result`` validates with a jsonschema validator built once.
+
+    ``jsonschema.validate`` first checks the schema itself against the JSON Schema meta-schema, on every
+    call: for Rasa's events schema that took longer than the rest of an action call. The schema is a
+    constant, so it is checked once, when the validator is built; each response is then validated exactly
+    as ``jsonschema.validate`` does (``best_match`` of the errors, the same ``ValidationError`` with Rasa's
+    hint appended). A subclass that overrides ``action_response_format_spec`` keeps the original path.
+    """
+    from jsonschema.exceptions import best_match
+    from jsonschema.validators import validator_for
+    from rasa.core.actions.action import RemoteAction
+    from rasa.shared.constants import DOCS_BASE_URL
+
+    original = RemoteAction._validate_action_result
+    spec = RemoteAction.action_response_format_spec
+    built: list = []
+
+    def _validate_action_result(self: RemoteAction, result: Dict[str, Any]) -> bool:
+        if type(self).action_response_format_spec is not spec:
+            return original(self, result)
+        if not built:
+            schema = spec()
+            cls = validator_for(schema)
+            cls.check_schema(schema)
+            built.append(cls(schema))
+        error = best_match(built[0].iter_errors(result))
+        if error is None:
+            return True
+        error.message += (
+            f". Failed to validate Action server response from API, "
+            f"make sure your response from the Action endpoint is valid. "
+            f"For more information about the format visit "
+            f"{DOCS_BASE_URL}/custom-actions"
+        )
+        raise error
+
+    _validate_action_result.__doc__ = original.__doc__
+    _validate_action_result.__wrapped__ = original  # type: ignore[attr-defined]
+    RemoteAction._validate_action_result = _validate_action_result  # type: ignore[assignment]
+
+
+PATCHES += [cache_event_types, prebuild_action_response_validator]

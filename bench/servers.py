@@ -1,0 +1,166 @@
+"""The two assistants the benchmark compares, started as real processes on free local ports.
+
+* :func:`project`: the project's action server and ``python -m rasa_ext run`` (patched Rasa), with a fresh
+  SQLite tracker store in a temporary folder, as ``make run`` starts them.
+* :func:`stock`: a ``rasa init --no-prompt`` bot, made and trained in a folder with the project's own Rasa
+  and served by plain ``rasa run`` (no patches, Rasa's defaults: in-memory tracker store). Its action
+  server is not needed (the init bot has no custom action in its stories).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "models" / "clinic.tar.gz"
+RASA = str(Path(sys.executable).parent / "rasa")
+BASE_ENV = {"RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", "SANIC_WORKERS": "1",
+            "PYTHONWARNINGS": "ignore::DeprecationWarning", "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB (from /proc; Linux only)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pending.extend(int(child) for child in children.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1024
+
+
+@dataclass
+class Assistant:
+    """One assistant under test: its processes, its REST address, and how long it took to be ready."""
+
+    name: str
+    folder: Path
+    env: Dict[str, str]
+    commands: Dict[str, List[str]]
+    health: Dict[str, str]
+    url: str
+    cwd: Path
+    processes: Dict[str, subprocess.Popen] = field(default_factory=dict)
+    ready_s: float = 0.0
+
+    def start(self, timeout: float = 600) -> "Assistant":
+        """Starts every process and waits until all answer their health URL; records the time to ready."""
+        started = time.monotonic()
+        for name, command in self.commands.items():
+            log = open(self.folder / f"{name}.log", "ab")
+            self.processes[name] = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdout=log,
+                                                    stderr=subprocess.STDOUT, start_new_session=True)
+        waiting = dict(self.health)
+        deadline = started + timeout
+        while waiting:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: {', '.join(waiting)} not ready within {timeout} s")
+            for name, url in list(waiting.items()):
+                if self.processes[name].poll() is not None:
+                    log = (self.folder / f"{name}.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{self.name}: {name} exited:\n{log}")
+                try:
+                    if requests.get(url, timeout=2).ok:
+                        del waiting[name]
+                except requests.RequestException:
+                    pass
+            time.sleep(0.1)
+        self.ready_s = time.monotonic() - started
+        return self
+
+    def rss_mb(self, name: str) -> float:
+        return tree_rss_mb(self.processes[name].pid)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+
+def project(folder: Path, workers: int = 1, extra_env: Optional[Dict[str, str]] = None) -> Assistant:
+    """The project's assistant on a fresh SQLite database in ``folder``."""
+    action_port, rasa_port = free_port(), free_port()
+    db = folder / "conversations.db"
+    endpoints = folder / "endpoints.yml"
+    text = (f'action_endpoint:\n  url: "http://127.0.0.1:{action_port}/webhook"\n'
+            "  headers:\n    X-Action-Token: ${ACTION_SERVER_TOKEN}\n"
+            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {db}\n")
+    if workers > 1:
+        # Several Sanic workers need a lock store they all share (rasa/core/utils.py ignores
+        # SANIC_WORKERS otherwise); each benchmark run gets its own Redis key prefix.
+        text += f"lock_store:\n  type: redis\n  url: 127.0.0.1\n  port: 6379\n  key_prefix: bench{rasa_port}\n"
+    endpoints.write_text(text)
+    env = {**os.environ, **BASE_ENV, "PYTHONPATH": str(ROOT), "CLINIC_ENDPOINTS": str(endpoints),
+           "SANIC_WORKERS": str(workers), **(extra_env or {})}
+    env.pop("CLINIC_DB_URL", None)
+    # The secret both servers share (contracts #5).
+    if not env.get("ACTION_SERVER_TOKEN"):
+        env["ACTION_SERVER_TOKEN"] = secrets.token_hex(32)
+    url = f"http://127.0.0.1:{rasa_port}"
+    return Assistant(
+        name="project", folder=folder, env=env, cwd=ROOT, url=url,
+        commands={
+            "actions": [sys.executable, "-m", "actions", "--port", str(action_port)],
+            "rasa": [sys.executable, "-m", "rasa_ext", "run", "--model", str(MODEL), "--endpoints", str(endpoints),
+                     "--credentials", str(ROOT / "credentials.yml"), "--interface", "127.0.0.1",
+                     "--port", str(rasa_port)],
+        },
+        health={"actions": f"http://127.0.0.1:{action_port}/health", "rasa": url + "/"})
+
+
+def make_stock_bot(folder: Path) -> Path:
+    """Creates and trains ``rasa init --no-prompt`` in ``folder`` unless a trained one is already there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **BASE_ENV}
+    if not (folder / "domain.yml").exists():
+        subprocess.run([RASA, "init", "--no-prompt", "--init-dir", str(folder)], cwd=folder, env=env,
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, input=b"")
+    models = sorted((folder / "models").glob("*.tar.gz"))
+    if not models:
+        subprocess.run([RASA, "train", "--fixed-model-name", "stock", "--out", "models"], cwd=folder, env=env,
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        models = sorted((folder / "models").glob("*.tar.gz"))
+    return models[-1]
+
+
+def stock(bot: Path, folder: Path) -> Assistant:
+    """The stock bot in ``bot`` (made by :func:`make_stock_bot`), served as ``rasa run`` serves it."""
+    model = make_stock_bot(bot)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **BASE_ENV}
+    return Assistant(
+        name="stock", folder=folder, env=env, cwd=bot, url=url,
+        commands={"rasa": [RASA, "run", "--model", str(model), "--interface", "127.0.0.1", "--port", str(port)]},
+        health={"rasa": url + "/"})
