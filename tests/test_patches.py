@@ -8,6 +8,7 @@ invalid action-server responses.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import sqlite3
 from pathlib import Path
@@ -96,6 +97,31 @@ def test_an_event_class_defined_later_is_found() -> None:
 
     assert Event.resolve_by_type("late_event_for_test") is original("late_event_for_test") is LateEvent
     assert Event.from_parameters({"event": "late_event_for_test"}) == LateEvent()
+
+
+def test_a_later_class_that_comes_first_in_rasas_walk_wins_as_before() -> None:
+    """``all_subclasses`` lists Event's direct subclasses before the deeper ones: a new direct subclass
+    named like a deeper class ("undo" is ActionReverted's, a subclass of UserUtteranceReverted) is what
+    Rasa's walk returns from then on, so the table must be rebuilt when a class is defined."""
+    original = Event.resolve_by_type.__wrapped__
+    assert Event.resolve_by_type("undo") is ActionReverted
+
+    class ShadowUndo(Event):
+        type_name = "undo"
+
+        def __eq__(self, other: Any) -> bool:
+            return isinstance(other, ShadowUndo)
+
+        def as_story_string(self) -> str:
+            return "undo"
+
+    try:
+        assert Event.resolve_by_type("undo") is original("undo") is ShadowUndo
+    finally:
+        del ShadowUndo
+        patches._event_types.clear()
+        gc.collect()
+    assert Event.resolve_by_type("undo") is original("undo") is ActionReverted
 
 
 def test_the_conversations_cover_every_kind_of_turn(stored_events) -> None:
