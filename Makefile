@@ -29,7 +29,7 @@ MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard 
 
 .PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe probe-pain probe-answers \
 	calibrate-retrieval requests clean \
-	console staff-user retention bench-console chromium fuzz soak-memory migrate
+	console staff-user retention bench-console chromium fuzz soak-memory migrate bench
 
 help:
 	@echo "make run    set up what is missing, train if needed, start the assistant (Ctrl-C stops it)"
@@ -135,6 +135,11 @@ fuzz: $(MODEL)
 # 1,000 (ARGS="--unpatched": Rasa's own server, the "before" figure; "--via webhook": whole turns, slower).
 soak-memory: $(MODEL)
 	$(PY) scripts/soak_memory.py $(ARGS)
+
+# The project's assistant against a stock `rasa init` bot, alternating rounds of the same load (README, Speed).
+# ARGS: --senders 20 --messages 20 --rounds 3 --turns 100 --workers 1 --stock-dir DIR (reuse a trained stock bot).
+bench: $(MODEL)
+	$(PY) -m bench $(ARGS)
 
 clean:
 	rm -rf models build results .pytest_cache
