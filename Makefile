@@ -137,7 +137,7 @@ soak-memory: $(MODEL)
 	$(PY) scripts/soak_memory.py $(ARGS)
 
 # The project's assistant against a stock `rasa init` bot, alternating rounds of the same load (README, Speed).
-# ARGS: --senders 20 --messages 20 --rounds 3 --turns 100 --workers 1 --stock-dir DIR (reuse a trained stock bot).
+# ARGS: --senders 20 --messages 20 --rounds 3 --turns 100 --workers 1 --unpatched --stock-dir DIR (reuse a trained stock bot).
 bench: $(MODEL)
 	$(PY) -m bench $(ARGS)
 

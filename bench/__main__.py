@@ -1,7 +1,7 @@
 """``make bench``: the project's assistant against a stock ``rasa init`` bot, on the same machine, in one run.
 
 Usage: ``python -m bench [--senders 20] [--messages 20] [--rounds 3] [--turns 100] [--workers 1]
-[--stock-dir DIR]``.
+[--unpatched] [--stock-dir DIR]``.
 
 Both assistants are started (alone, one after the other, to time how long each takes to be ready), warmed,
 then each holds one conversation of ``--turns`` sequential messages (is a message at turn 100 as cheap as at
@@ -95,7 +95,8 @@ def table(project: Measured, stock: Measured, args: argparse.Namespace) -> str:
             rows.append(("one conversation: p50 of turns 91–100, ms", _ms(late_p), _ms(late_s),
                          _ratio(late_p, late_s)))
             rows.append(("  turns 91–100 / turns 2–11 (own)", _ratio(late_p, early_p), _ratio(late_s, early_s), ""))
-    header = ("", f"project ({args.workers} Rasa worker{'s' if args.workers > 1 else ''}, SQLite)",
+    header = ("", f"project ({args.workers} Rasa worker{'s' if args.workers > 1 else ''}, SQLite"
+                  f"{', without the patches' if args.unpatched else ''})",
               "stock `rasa init` bot", "ratio")
     lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -114,6 +115,8 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--turns", type=int, default=100, help="turns of the single conversation (default 100)")
     parser.add_argument("--workers", type=int, default=1, help="the project's Sanic workers (2 needs Redis)")
+    parser.add_argument("--unpatched", action="store_true",
+                        help="serve the project with Rasa as released (without rasa_ext.patches)")
     parser.add_argument("--stock-dir", type=Path,
                         help="reuse (or make) the stock bot in this folder instead of a temporary one")
     return parser.parse_args(argv)
@@ -132,7 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         started: List[Assistant] = []
         try:
             for name, make, messages in (
-                    ("project", lambda: servers.project(folder / "project", workers=args.workers),
+                    ("project", lambda: servers.project(folder / "project", workers=args.workers,
+                                                     patched=not args.unpatched),
                      load.PROJECT_MESSAGES),
                     ("stock", lambda: servers.stock(stock_bot, folder / "stock"), load.STOCK_MESSAGES)):
                 print(f"Starting the {name} assistant …", file=sys.stderr, flush=True)

@@ -108,8 +108,10 @@ class Assistant:
         self.processes.clear()
 
 
-def project(folder: Path, workers: int = 1, extra_env: Optional[Dict[str, str]] = None) -> Assistant:
-    """The project's assistant on a fresh SQLite database in ``folder``."""
+def project(folder: Path, workers: int = 1, extra_env: Optional[Dict[str, str]] = None,
+            patched: bool = True) -> Assistant:
+    """The project's assistant on a fresh SQLite database in ``folder`` (``patched=False``: served by
+    Rasa as released, without ``rasa_ext.patches``, to measure what the patches change)."""
     action_port, rasa_port = free_port(), free_port()
     db = folder / "conversations.db"
     endpoints = folder / "endpoints.yml"
@@ -132,7 +134,7 @@ def project(folder: Path, workers: int = 1, extra_env: Optional[Dict[str, str]] 
         name="project", folder=folder, env=env, cwd=ROOT, url=url,
         commands={
             "actions": [sys.executable, "-m", "actions", "--port", str(action_port)],
-            "rasa": [sys.executable, "-m", "rasa_ext", "run", "--model", str(MODEL), "--endpoints", str(endpoints),
+            "rasa": [sys.executable, "-m", "rasa_ext" if patched else "rasa", "run", "--model", str(MODEL), "--endpoints", str(endpoints),
                      "--credentials", str(ROOT / "credentials.yml"), "--interface", "127.0.0.1",
                      "--port", str(rasa_port)],
         },
