@@ -134,9 +134,9 @@ def project(folder: Path, workers: int = 1, extra_env: Optional[Dict[str, str]] 
         name="project", folder=folder, env=env, cwd=ROOT, url=url,
         commands={
             "actions": [sys.executable, "-m", "actions", "--port", str(action_port)],
-            "rasa": [sys.executable, "-m", "rasa_ext" if patched else "rasa", "run", "--model", str(MODEL), "--endpoints", str(endpoints),
-                     "--credentials", str(ROOT / "credentials.yml"), "--interface", "127.0.0.1",
-                     "--port", str(rasa_port)],
+            "rasa": [sys.executable, "-m", "rasa_ext" if patched else "rasa", "run", "--model", str(MODEL),
+                     "--endpoints", str(endpoints), "--credentials", str(ROOT / "credentials.yml"),
+                     "--interface", "127.0.0.1", "--port", str(rasa_port)],
         },
         health={"actions": f"http://127.0.0.1:{action_port}/health", "rasa": url + "/"})
 
