@@ -1,7 +1,7 @@
 """The two assistants the benchmark compares, started as real processes on free local ports.
 
-* :func:`project`: the project's action server and ``python -m rasa_ext run`` (patched Rasa), with a fresh
-  SQLite tracker store in a temporary folder, as ``make run`` starts them.
+* :func:`project`: the project's action server and ``python -m rasa_ext run`` (patched Rasa), with the
+  project's SQL tracker store on a fresh SQLite file in a temporary folder, as ``make run`` starts them.
 * :func:`stock`: a ``rasa init --no-prompt`` bot, made and trained in a folder with the project's own Rasa
   and served by plain ``rasa run`` (no patches, Rasa's defaults: in-memory tracker store). Its action
   server is not needed (the init bot has no custom action in its stories).
@@ -117,14 +117,19 @@ def project(folder: Path, workers: int = 1, extra_env: Optional[Dict[str, str]] 
     endpoints = folder / "endpoints.yml"
     text = (f'action_endpoint:\n  url: "http://127.0.0.1:{action_port}/webhook"\n'
             "  headers:\n    X-Action-Token: ${ACTION_SERVER_TOKEN}\n"
-            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {db}\n")
+            # The project's tracker store, as endpoints.yml configures it (it creates its tables at start).
+            "tracker_store:\n  type: rasa_ext.tracker_store.ResilientSQLTrackerStore\n"
+            f"  dialect: sqlite\n  db: {db}\n")
     if workers > 1:
         # Several Sanic workers need a lock store they all share (rasa/core/utils.py ignores
-        # SANIC_WORKERS otherwise); each benchmark run gets its own Redis key prefix.
-        text += f"lock_store:\n  type: redis\n  url: 127.0.0.1\n  port: 6379\n  key_prefix: bench{rasa_port}\n"
+        # SANIC_WORKERS otherwise): the project's atomic Redis lock store (rasa_ext/lock_store.py), with a
+        # Redis key prefix of this run's own.
+        text += ("lock_store:\n  type: rasa_ext.lock_store.AtomicRedisLockStore\n  url: 127.0.0.1\n  port: 6379\n"
+                 f"  key_prefix: bench{rasa_port}\n")
     endpoints.write_text(text)
     env = {**os.environ, **BASE_ENV, "PYTHONPATH": str(ROOT), "CLINIC_ENDPOINTS": str(endpoints),
-           "SANIC_WORKERS": str(workers), **(extra_env or {})}
+           "SANIC_WORKERS": str(workers), "CLINIC_SESSION_SECRET_FILE": str(folder / "session_secret"),
+           **(extra_env or {})}
     env.pop("CLINIC_DB_URL", None)
     # The secret both servers share (contracts #5).
     if not env.get("ACTION_SERVER_TOKEN"):
