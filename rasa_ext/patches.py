@@ -56,6 +56,7 @@ def patch_action_timeout() -> None:
     async def run_with_timeout(self, output_channel, nlg, tracker, domain):  # type: ignore[no-untyped-def]
         return await never_silent.run_with_timeout(run, self, output_channel, nlg, tracker, domain, timeout)
 
+    run_with_timeout.__wrapped__ = run  # type: ignore[attr-defined]
     RemoteAction.run = run_with_timeout  # type: ignore[assignment]
 
 
@@ -79,6 +80,7 @@ def patch_local_actions() -> None:
             return await local.run(self, output_channel, nlg, tracker, domain)
         return await run(self, output_channel, nlg, tracker, domain)
 
+    run_locally_or_remotely.__wrapped__ = run  # type: ignore[attr-defined]
     RemoteAction.run = run_locally_or_remotely  # type: ignore[assignment]
 
 

@@ -6,6 +6,7 @@ And when the action server is healthy, the patched server stores exactly what Ra
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import signal
 import socket
@@ -254,9 +255,15 @@ def test_a_failed_session_start_still_starts_the_session(knowledge) -> None:
     from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted
     from rasa.utils.endpoints import EndpointConfig
 
+    class RemoteSessionStart(RemoteAction):
+        """The action server's session start as Rasa as released calls it (in this pytest process the
+        patches may already run ``action_session_start`` locally: tests/test_patches.py applies them)."""
+
+        run = inspect.unwrap(RemoteAction.run)
+
     domain, tracker = _turn(ROOT / "domain.yml")
     nowhere = EndpointConfig(f"http://127.0.0.1:{free_port()}/webhook")  # nothing listens there
-    events = _run(RemoteAction("action_session_start", nowhere), domain, tracker)
+    events = _run(RemoteSessionStart("action_session_start", nowhere), domain, tracker)
     assert [type(event) for event in events] == [BotUttered, SessionStarted, ActionExecuted]
     assert events[0].text == knowledge.technical_problem and events[2].action_name == "action_listen"
 
