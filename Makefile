@@ -28,7 +28,7 @@ NLU_DATA := $(wildcard data/*.yml)
 MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard components/*.py)
 
 .PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe probe-pain probe-answers \
-	calibrate-retrieval requests clean \
+	calibrate-retrieval requests clean lint \
 	console staff-user retention bench-console chromium fuzz soak-memory migrate bench
 
 help:
@@ -75,6 +75,10 @@ migrate: $(VENV)/.installed
 validate: $(VENV)/.installed
 	$(RASA) data validate --fail-on-warnings
 
+# Ruff (settings in ruff.toml): pyflakes, pycodestyle, import order, bug-prone patterns.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
 test-stories: $(MODEL)
 	$(RASA) test core --model $(MODEL) --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
 
@@ -84,7 +88,7 @@ test-unit: setup
 test-e2e: $(MODEL) $(WEB_DEPS) chromium nginx
 	$(PY) -m pytest tests -m e2e
 
-test: validate $(MODEL) $(WEB_DEPS) chromium nginx
+test: lint validate $(MODEL) $(WEB_DEPS) chromium nginx
 	$(MAKE) --no-print-directory test-stories
 	$(PY) -m pytest tests
 

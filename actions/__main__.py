@@ -55,9 +55,9 @@ def _media_type(content_type: str) -> str:
 def build_app(token: str):  # -> sanic.Sanic (imported late: rasa_sdk configures Sanic on import)
     """rasa-sdk's action server app with the project's actions, the token check, JSON only, and errors
     that never echo the request."""
+    from rasa_sdk.endpoint import create_app
     from sanic import response
     from sanic.exceptions import SanicException
-    from rasa_sdk.endpoint import create_app
 
     app = create_app("actions", cors_origins="")
     expected = token.encode("utf-8")

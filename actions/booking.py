@@ -25,8 +25,7 @@ from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, K
 from actions.limits import bounded, consultation_limits
 from actions.safety import SAFETY_INTENTS
 from actions.slots import CHANGING_SLOT, FAILURES_SLOT, end_booking, reset_booking
-from actions.store import (CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore,
-                           database_url)
+from actions.store import CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore, database_url
 
 logger = logging.getLogger(__name__)
 

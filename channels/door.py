@@ -124,7 +124,7 @@ def load_secret() -> bytes:
             if len(text) >= 32:
                 return text.encode()
             time.sleep(0.1)
-        raise ValueError(f"{path} holds no usable key (delete it to have a new one generated)")
+        raise ValueError(f"{path} holds no usable key (delete it to have a new one generated)") from None
     with os.fdopen(descriptor, "w") as handle:
         handle.write(secrets.token_hex(32) + "\n")
     return path.read_text().strip().encode()

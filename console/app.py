@@ -16,8 +16,19 @@ import secrets
 from typing import Any, Dict, Iterator, Optional
 from urllib.parse import urlsplit
 
-from flask import (Flask, Response, abort, flash, g, redirect, render_template, request, session,
-                   stream_with_context, url_for)
+from flask import (
+    Flask,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
 from sqlalchemy.engine import URL
 
 from actions.store import STATUSES, RequestStore, database_url

@@ -11,8 +11,8 @@ import datetime as dt
 from typing import Optional
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from actions import store
 

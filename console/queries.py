@@ -16,9 +16,18 @@ from sqlalchemy.engine import Engine
 from actions.store import consultation_requests, consultation_status_history
 from console import db
 from console.redaction import redact
+from console.summary import (
+    ANSWER_SLOTS,
+    CONSULTATION_ACTIONS,
+    EMERGENCY_ACTIONS,
+    EMERGENCY_INTENTS,
+    FALLBACK_ACTIONS,
+    FALLBACK_INTENTS,
+    mapping,
+    parse,
+    topic_label,
+)
 from console.text import clean, clean_optional
-from console.summary import (ANSWER_SLOTS, CONSULTATION_ACTIONS, EMERGENCY_ACTIONS, EMERGENCY_INTENTS, FALLBACK_ACTIONS,
-                             FALLBACK_INTENTS, mapping, parse, topic_label)
 
 FLAGS = ("fallback", "consultation", "emergency")
 PAGE_SIZE = 50

@@ -42,8 +42,13 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Text, Type
 
-from rasa.core.actions.action import Action, ActionExecutionRejection, ActionSessionStart, RemoteAction
-from rasa.core.actions.action import create_bot_utterance
+from rasa.core.actions.action import (
+    Action,
+    ActionExecutionRejection,
+    ActionSessionStart,
+    RemoteAction,
+    create_bot_utterance,
+)
 from rasa.core.actions.forms import FormAction
 from rasa.shared.core.constants import ACTION_SESSION_START_NAME
 from rasa.shared.core.events import BotUttered, Event, UserUttered, deserialise_events

@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("CONSOLE_SECRET_KEY", "bench-" + "x" * 40)
@@ -88,7 +88,7 @@ def bench(url: str, count: int, runs: int) -> List[Tuple[str, float, float, floa
         ("filter: free text", get("/conversations?q=water+therapy"), PAGE_TARGET_MS),
         ("filter: free text, no match", get("/conversations?q=zzzzzz"), PAGE_TARGET_MS),
         ("filter: one day", get(f"/conversations?date_from={last_day}&date_to={last_day}"), PAGE_TARGET_MS),
-        ("filter: all four", get(f"/conversations?date_from=2000-01-01&flag=fallback&topic=ask_treatment&q=what"),
+        ("filter: all four", get("/conversations?date_from=2000-01-01&flag=fallback&topic=ask_treatment&q=what"),
          PAGE_TARGET_MS),
         ("transcript", get(f"/conversations/{conversation_key(sender)}"), PAGE_TARGET_MS),
         ("requests", get("/requests"), PAGE_TARGET_MS),

@@ -21,7 +21,6 @@ import yaml
 from rasa_sdk import __version__ as SDK_VERSION
 
 from actions.store import RequestStore
-
 from tests.conftest import ROOT
 from tests.expectations import PHONE
 from tests.servers import Servers, Visitor, free_port

@@ -10,7 +10,6 @@ from rasa_sdk.events import ActiveLoop, SessionStarted, SlotSet
 from actions.answers import ActionAnswer, ActionFallback, ActionSessionStart
 from actions.knowledge import REQUIRED_REPLY_INTENTS
 from actions.safety import ActionSafety
-
 from tests.conftest import make_tracker, texts
 from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
 

@@ -10,11 +10,19 @@ from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import booking
-from actions.booking import (ActionAskConfirmed, ActionCancelConsultation, ActionSubmitConsultation,
-                             ValidateConsultationForm, clean_name, display_phone, find_email, free_text, is_skip,
-                             normalise_phone)
+from actions.booking import (
+    ActionAskConfirmed,
+    ActionCancelConsultation,
+    ActionSubmitConsultation,
+    ValidateConsultationForm,
+    clean_name,
+    display_phone,
+    find_email,
+    free_text,
+    is_skip,
+    normalise_phone,
+)
 from actions.store import RequestStore
-
 from tests.conftest import make_tracker, texts
 from tests.expectations import PHONE
 

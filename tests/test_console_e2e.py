@@ -5,7 +5,6 @@ contacted."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from actions.store import consultation_requests, consultation_status_history
 from console import db
 from console.app import conversation_key
 from tests.conftest import ROOT
-from tests.console_support import EMAIL, PASSWORD, make_app, signed_in_client
+from tests.console_support import PASSWORD, make_app, signed_in_client
 from tests.servers import Servers, Visitor, free_port
 
 pytestmark = pytest.mark.e2e

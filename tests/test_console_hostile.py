@@ -22,8 +22,16 @@ from werkzeug.serving import make_server
 
 from console import db, queries, redaction, summary
 from console.app import conversation_id
-from tests.console_support import (EMAIL, PASSWORD, add_conversation, audit_rows, csrf_of, make_app, sign_in,
-                                   signed_in_client)
+from tests.console_support import (
+    EMAIL,
+    PASSWORD,
+    add_conversation,
+    audit_rows,
+    csrf_of,
+    make_app,
+    sign_in,
+    signed_in_client,
+)
 from tests.servers import ROOT, free_port
 from tests.test_console_web import console, ids, page, transcript_path, url  # noqa: F401 - fixtures
 

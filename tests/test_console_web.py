@@ -17,8 +17,17 @@ from flask import url_for
 from actions.store import consultation_requests, consultation_status_history
 from console import auth, db, fixtures, queries, retention, summary
 from console.app import conversation_id, conversation_key
-from tests.console_support import (EMAIL, PASSWORD, add_conversation, add_request, audit_rows, csrf_of, make_app,
-                                   sign_in, signed_in_client)
+from tests.console_support import (
+    EMAIL,
+    PASSWORD,
+    add_conversation,
+    add_request,
+    audit_rows,
+    csrf_of,
+    make_app,
+    sign_in,
+    signed_in_client,
+)
 
 HTML = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 INJECTION = "'; DROP TABLE events; --"
@@ -253,7 +262,10 @@ def test_the_list_shows_flags_topics_and_newest_first(console):
 def test_filters(console, query, expected):
     app, engine, _ = console
     client = signed_in_client(app, engine)
-    day = lambda days: dt.datetime.fromtimestamp(NOW - days * DAY, dt.timezone.utc).date().isoformat()
+
+    def day(days):
+        return dt.datetime.fromtimestamp(NOW - days * DAY, dt.timezone.utc).date().isoformat()
+
     html = page(client, "/conversations?" + query.format(d2=day(2), d3=day(3)))
     assert ids(html) == expected
 

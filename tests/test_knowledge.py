@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actions.knowledge import (REQUIRED_REPLY_INTENTS, REQUIRED_THERAPIES, REQUIRED_TOPICS, KnowledgeError,
-                               load_knowledge)
-
+from actions.knowledge import (
+    REQUIRED_REPLY_INTENTS,
+    REQUIRED_THERAPIES,
+    REQUIRED_TOPICS,
+    KnowledgeError,
+    load_knowledge,
+)
 from tests.conftest import ROOT
 
 SOURCE_ARTICLE = ROOT.parent / "shared" / "source" / "fibromyalgia-treatments-for-back-pain.txt"

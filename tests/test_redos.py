@@ -24,7 +24,6 @@ from actions.booking import ValidateConsultationForm
 from actions.knowledge import get_knowledge
 from actions.limits import MAX_TEXT_CHARS, bounded
 from actions.safety import classify
-
 from tests.conftest import make_tracker
 
 SIZE = 100_000

@@ -10,9 +10,19 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from actions.store import (CLIENT_LIMIT, CONVERSATION_LIMIT, CREATED, DUPLICATE, ConfigError, ConsultationRequest,
-                           Limits, RequestStore, consultation_requests, database_url, url_from_tracker_store)
-
+from actions.store import (
+    CLIENT_LIMIT,
+    CONVERSATION_LIMIT,
+    CREATED,
+    DUPLICATE,
+    ConfigError,
+    ConsultationRequest,
+    Limits,
+    RequestStore,
+    consultation_requests,
+    database_url,
+    url_from_tracker_store,
+)
 from tests.conftest import ROOT
 
 

@@ -64,7 +64,7 @@ def site(servers, web_port) -> Iterator[str]:
         except requests.RequestException:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError((servers.folder / "web.log").read_text())
+                raise RuntimeError((servers.folder / "web.log").read_text()) from None
             time.sleep(0.2)
     yield url
     process.terminate()
