@@ -104,16 +104,16 @@ def test_the_requests_command_lists_requests(tmp_path):
     store.create_table()
     store.submit(request("k1", "conversation-abc"), UNLIMITED)
     env = {"CLINIC_DB_URL": url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    table = subprocess.run([sys.executable, "-m", "actions.requests"], cwd=ROOT, env=env,
+    table = subprocess.run([sys.executable, "-m", "actions.list_requests"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60)
     assert table.returncode == 0, table.stderr
     assert "Maria Lopez" in table.stdout and "(310) 555-0134" in table.stdout and "new" in table.stdout
-    as_json = subprocess.run([sys.executable, "-m", "actions.requests", "--json", "--status", "new"], cwd=ROOT,
+    as_json = subprocess.run([sys.executable, "-m", "actions.list_requests", "--json", "--status", "new"], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=60)
     import json
     [row] = json.loads(as_json.stdout)
     assert row["conversation_id"] == "conversation-abc" and row["phone"] == "+13105550134"
-    empty = subprocess.run([sys.executable, "-m", "actions.requests", "--status", "closed"], cwd=ROOT, env=env,
+    empty = subprocess.run([sys.executable, "-m", "actions.list_requests", "--status", "closed"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60)
     assert empty.returncode == 0 and "No consultation requests" in empty.stdout
 
