@@ -20,8 +20,9 @@ import requests
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
+from actions.store import consultation_requests
 from console import db, queries, redaction, summary
-from console.app import conversation_id
+from console.links import conversation_id
 from tests.console_support import (
     EMAIL,
     PASSWORD,
@@ -456,7 +457,7 @@ def test_unanswered_messages_are_grouped_counted_and_answered_ones_left_out(cons
 def test_the_console_adds_columns_an_older_requests_table_lacks(console):
     app, engine, request_id = console
     with engine.begin() as connection:  # the table as an earlier version created it
-        for index in db.store.consultation_requests.indexes:
+        for index in consultation_requests.indexes:
             if [column.name for column in index.columns] == ["client"]:
                 connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
         connection.exec_driver_sql("ALTER TABLE consultation_requests DROP COLUMN client")
