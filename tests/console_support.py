@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from actions.store import consultation_requests
 from console import auth, db
 from console.app import create_app
-from console.fixtures import Writer
+from tests.fake_conversations import Writer
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "staff@clinic.example"

@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from flask import url_for
 
 from actions.store import consultation_requests, consultation_status_history
-from console import auth, db, fixtures, queries, retention, summary
+from console import auth, db, queries, retention, summary
 from console.links import conversation_id, conversation_key
+from tests import fake_conversations
 from tests.console_support import (
     EMAIL,
     PASSWORD,
@@ -415,7 +416,7 @@ def test_retention_deletes_old_conversations_and_old_closed_requests_only(consol
 def test_bulk_generated_conversations_page_filter_and_export(url, monkeypatch):
     monkeypatch.setenv("CONSOLE_SECRET_KEY", "k" * 48)
     app, engine = make_app(url)
-    senders = fixtures.generate(engine, 230, days=30, seed=5)
+    senders = fake_conversations.generate(engine, 230, days=30, seed=5)
     client = signed_in_client(app, engine)
     first = page(client, "/conversations")
     assert "230 conversations" in first and len(ids(first)) == 50
