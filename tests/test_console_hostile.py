@@ -28,13 +28,17 @@ from tests.console_support import (
     PASSWORD,
     add_conversation,
     audit_rows,
+    console,  # noqa: F401 - fixture
     csrf_of,
+    ids,
     make_app,
+    page,
     sign_in,
     signed_in_client,
+    transcript_path,
+    url,  # noqa: F401 - fixture
 )
 from tests.servers import ROOT, free_port
-from tests.test_console_web import console, ids, page, transcript_path, url  # noqa: F401 - fixtures
 
 NUL_TEXT = "hi\x00there \x1b[31mred\x07 \ud800 and\r\nnext line"
 CLEAN_TEXT = "hithere [31mred \ufffd and\nnext line"
