@@ -114,7 +114,7 @@ calibrate-retrieval: setup
 	$(PY) -m tests.calibrate_retrieval
 
 requests: $(VENV)/.installed
-	$(PY) -m actions.requests $(ARGS)
+	$(PY) -m actions.list_requests $(ARGS)
 
 # The staff console alone (make run starts it too), its accounts, retention and benchmark.
 console: $(VENV)/.installed

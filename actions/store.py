@@ -1,27 +1,25 @@
-"""The ``consultation_requests`` table, in the same database as Rasa's tracker store.
+"""The ``consultation_requests`` table, in the same database as Rasa's tracker store
+(:func:`actions.settings.database_url`).
 
-The database is the one the endpoints file's ``tracker_store`` names (SQLite by default, PostgreSQL
-when configured), or ``CLINIC_DB_URL`` when set. The table is created if missing (and a column added
-since is added to an existing table). :meth:`RequestStore.submit` stores a request within the abuse
-limits, counted in the table itself so that every action server shares them.
+The table is created if missing (and a column added since is added to an existing table).
+:meth:`RequestStore.submit` stores a request within the abuse limits, counted in the table itself so that
+every action server shares them. :class:`RequestStore` is also the one read layer for the requests: the
+``make requests`` command and the staff console read them through it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional
 
 import sqlalchemy as sa
-import yaml
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import IntegrityError
 
-from actions import settings
+# The database settings live in actions.settings; importable from here too (the action server's modules).
+from actions.settings import ConfigError, database_url  # noqa: F401
 
 STATUSES = ("new", "contacted", "closed")
 
@@ -66,10 +64,6 @@ def _lock_key(text: str) -> int:
     return int.from_bytes(hashlib.sha256(f"consultation_requests|{text}".encode()).digest()[:8], "big", signed=True)
 
 
-class ConfigError(Exception):
-    """The database settings cannot be used."""
-
-
 @dataclass(frozen=True)
 class ConsultationRequest:
     """A confirmed request, as the visitor gave it (phone in E.164 form)."""
@@ -106,71 +100,18 @@ class _OverLimit(Exception):
         self.outcome = outcome
 
 
-_ENV = re.compile(r"\$\{([^}:]+)\}")
-
-
-def _substitute_env(value: Any, path: Path) -> Any:
-    if isinstance(value, str):
-        def replace(match: re.Match) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{path}: environment variable {name} is not set")
-            return os.environ[name]
-        return _ENV.sub(replace, value)
-    if isinstance(value, dict):
-        return {key: _substitute_env(item, path) for key, item in value.items()}
-    return value
-
-
-def url_from_tracker_store(config: Mapping[str, Any], base: Path) -> URL:
-    """The SQLAlchemy URL of a Rasa ``SQL`` tracker-store configuration.
-
-    Args:
-        config: the ``tracker_store`` section of an endpoints file.
-        base: the folder a relative SQLite path is relative to (where Rasa runs).
-    """
-    kind = str(config.get("type", ""))
-    if kind.upper() != "SQL" and not kind.startswith("rasa_ext.tracker_store."):  # Rasa's or the project's
-        raise ConfigError("the tracker store must be of type SQL to hold consultation requests")
-    dialect = str(config.get("dialect") or "sqlite")
-    database = str(config.get("db") or "rasa.db")
-    if dialect == "sqlite":
-        path = Path(database)
-        return URL.create("sqlite", database=str(path if path.is_absolute() else base / path))
-    port = config.get("port")
-    return URL.create(
-        dialect,
-        username=config.get("username"),
-        password=config.get("password"),
-        host=config.get("url"),
-        port=int(port) if port else None,
-        database=database,
-        query=config.get("query") or {},
-    )
-
-
-def database_url() -> URL | str:
-    """The database for consultation requests: ``CLINIC_DB_URL``, else the endpoints' tracker store."""
-    override = os.environ.get("CLINIC_DB_URL")
-    if override:
-        return override
-    path = settings.endpoints_file()
-    try:
-        endpoints = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot be read ({error})") from None
-    tracker_store = endpoints.get("tracker_store")
-    if not isinstance(tracker_store, dict):
-        raise ConfigError(f"{path}: no tracker_store section")
-    return url_from_tracker_store(_substitute_env(tracker_store, path), settings.PROJECT_ROOT)
+def make_engine(url: URL | str) -> Engine:
+    """An engine for the assistant's database. ``hide_parameters``: an error never carries the statement's
+    values (a visitor's details, password hashes) into a log or a command's output."""
+    return sa.create_engine(url, pool_pre_ping=True, future=True, hide_parameters=True)
 
 
 class RequestStore:
     """Reads and writes consultation requests."""
 
-    def __init__(self, url: URL | str) -> None:
-        # hide_parameters: an error never carries a visitor's details into a log.
-        self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, future=True, hide_parameters=True)
+    def __init__(self, database: URL | str | Engine) -> None:
+        """On ``database``: an engine the process already has (the console's), or a URL to make one for."""
+        self.engine: Engine = database if isinstance(database, Engine) else make_engine(database)
 
     def create_table(self) -> None:
         """Creates the tables and their indexes if they do not exist, and adds the columns a table
@@ -237,24 +178,33 @@ class RequestStore:
             return over.outcome
         return CREATED
 
-    def save(self, request: ConsultationRequest) -> bool:
-        """Stores ``request``; False if a request with the same key is already stored."""
-        row = {**request.__dict__, "status": "new", "created_at": dt.datetime.now(dt.timezone.utc)}
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(consultation_requests.insert().values(**row))
-        except IntegrityError:
-            return False
-        return True
+    def list(self, status: Optional[str] = None, limit: int = 100, offset: int = 0,
+             with_history: bool = False) -> List[Dict[str, Any]]:
+        """The newest requests first, optionally only those with ``status``; ``with_history``: each with its
+        status changes, oldest first, under ``"history"``."""
+        r = consultation_requests.c
+        query = sa.select(consultation_requests).order_by(r.created_at.desc(), r.id.desc()).limit(limit).offset(offset)
+        if status:
+            query = query.where(r.status == status)
+        with self.engine.connect() as connection:
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+            if with_history and rows:
+                h = consultation_status_history.c
+                history: Dict[int, List[Dict[str, Any]]] = {}
+                for change in connection.execute(sa.select(consultation_status_history)
+                                                 .where(h.request_id.in_([row["id"] for row in rows])).order_by(h.id)):
+                    history.setdefault(change.request_id, []).append(dict(change._mapping))
+                for row in rows:
+                    row["history"] = history.get(row["id"], [])
+        return rows
 
-    def list(self, status: Optional[str] = None, limit: int = 100) -> List[Dict[str, Any]]:
-        """The newest requests first, optionally only those with ``status``."""
-        query = sa.select(consultation_requests).order_by(consultation_requests.c.created_at.desc(),
-                                                         consultation_requests.c.id.desc()).limit(limit)
+    def count(self, status: Optional[str] = None) -> int:
+        """How many requests there are, optionally only with ``status``."""
+        query = sa.select(sa.func.count()).select_from(consultation_requests)
         if status:
             query = query.where(consultation_requests.c.status == status)
         with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
+            return connection.execute(query).scalar() or 0
 
     def find(self, conversation_id: str) -> List[Dict[str, Any]]:
         """The requests made in one conversation, oldest first."""
@@ -282,11 +232,3 @@ class RequestStore:
             connection.execute(consultation_status_history.insert().values(
                 request_id=request_id, old_status=old, new_status=status, changed_by=changed_by, changed_at=now))
         return True
-
-    def history(self, request_id: int) -> List[Dict[str, Any]]:
-        """A request's status changes, oldest first."""
-        query = (sa.select(consultation_status_history)
-                 .where(consultation_status_history.c.request_id == request_id)
-                 .order_by(consultation_status_history.c.id))
-        with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]

@@ -8,7 +8,7 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.store import ConfigError
+from actions.settings import ConfigError
 from console import config
 
 

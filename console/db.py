@@ -11,15 +11,16 @@ import datetime as dt
 from typing import Optional
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine
+from flask import current_app
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions import store
+from actions.store import RequestStore, make_engine  # noqa: F401 - make_engine: the console's engines too
 
 metadata = sa.MetaData()
 
 # Rasa's table (rasa/core/tracker_store.py, SQLTrackerStore.SQLEvent), kept in a metadata of its own so that
-# ``create_all`` never creates it: only the fixtures generator creates it, when it is missing.
+# ``create_all`` never creates it: only the tests' conversation generator creates it, when it is missing.
 rasa_metadata = sa.MetaData()
 events = sa.Table(
     "events",
@@ -132,10 +133,14 @@ audit = sa.Table(
 )
 
 
-def make_engine(url: URL | str) -> Engine:
-    # hide_parameters: errors never carry the statement's values (visitor messages, password hashes) into
-    # logs or command output.
-    return sa.create_engine(url, pool_pre_ping=True, future=True, hide_parameters=True)
+def current_engine() -> Engine:
+    """The engine of the console app serving the current request (made once by console.app.create_app)."""
+    return current_app.extensions["console_engine"]
+
+
+def current_requests() -> RequestStore:
+    """The consultation requests of the console app serving the current request, on its engine."""
+    return current_app.extensions["console_requests"]
 
 
 def describe_error(error: BaseException) -> str:
@@ -171,9 +176,7 @@ def create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
     # The requests tables as the action server creates them, with the columns a table made by an earlier
     # version lacks (the console reads every column).
-    requests = store.RequestStore(engine.url)  # its own engine connects lazily: never used
-    requests.engine = engine
-    requests.create_table()
+    RequestStore(engine).create_table()
     ensure_event_indexes(engine)
 
 

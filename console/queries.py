@@ -1,4 +1,6 @@
-"""What the console's pages show: filtered conversation lists, transcripts, insight figures and exports.
+"""What the console's pages show: filtered conversation lists, transcripts, insight figures, exports and the
+audit log. (The consultation requests are read through actions.store.RequestStore, as the action server
+writes them.)
 
 Every value that comes from a request reaches the database as a bound parameter (SQLAlchemy Core), never as
 SQL text.
@@ -13,7 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from actions.store import consultation_requests, consultation_status_history
+from actions.store import consultation_requests
 from console import db
 from console.redaction import redact
 from console.summary import (
@@ -31,6 +33,7 @@ from console.text import clean, clean_optional
 
 FLAGS = ("fallback", "consultation", "emergency")
 PAGE_SIZE = 50
+AUDIT_PAGE_SIZE = 100
 MAX_TEXT = 200  # longest free-text filter accepted
 
 
@@ -208,34 +211,6 @@ def transcript(engine: Engine, sender_id: str) -> List[Dict[str, Any]]:
     return turns
 
 
-def requests_for(engine: Engine, sender_id: str) -> List[Dict[str, Any]]:
-    r = consultation_requests.c
-    with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(
-            sa.select(consultation_requests).where(r.conversation_id == sender_id).order_by(r.id))]
-
-
-def list_requests(engine: Engine, status: Optional[str], page: int = 1,
-                  page_size: int = PAGE_SIZE) -> Tuple[List[Dict[str, Any]], int]:
-    r = consultation_requests.c
-    where = [r.status == status] if status else []
-    with engine.connect() as connection:
-        total = connection.execute(sa.select(sa.func.count()).select_from(consultation_requests)
-                                   .where(*where)).scalar() or 0
-        rows = [dict(row._mapping) for row in connection.execute(
-            sa.select(consultation_requests).where(*where).order_by(r.created_at.desc(), r.id.desc())
-            .limit(page_size).offset((max(page, 1) - 1) * page_size))]
-        if rows:
-            h = consultation_status_history.c
-            history: Dict[int, List[Dict[str, Any]]] = {}
-            for row in connection.execute(sa.select(consultation_status_history)
-                                          .where(h.request_id.in_([row["id"] for row in rows])).order_by(h.id)):
-                history.setdefault(row.request_id, []).append(dict(row._mapping))
-            for row in rows:
-                row["history"] = history.get(row["id"], [])
-    return rows, total
-
-
 def insight(engine: Engine, filters: Filters, unanswered_limit: int = 100) -> Dict[str, Any]:
     c, t, u = db.conversations.c, db.conversation_topics.c, db.unanswered.c
     where = conditions(filters)
@@ -285,6 +260,16 @@ def insight(engine: Engine, filters: Filters, unanswered_limit: int = 100) -> Di
             if totals["conversations"] else 0.0,
             "topics": topics, "unanswered": missed, "unanswered_total": missed_total or 0,
             "unanswered_groups": missed_groups or 0}
+
+
+def audit_page(engine: Engine, page: int, page_size: int = AUDIT_PAGE_SIZE) -> Tuple[List[Dict[str, Any]], int]:
+    """A page of the audit log, newest first, and the number of entries."""
+    a = db.audit.c
+    with engine.connect() as connection:
+        total = connection.execute(sa.select(sa.func.count()).select_from(db.audit)).scalar() or 0
+        rows = [dict(row._mapping) for row in connection.execute(
+            sa.select(db.audit).order_by(a.id.desc()).limit(page_size).offset((page - 1) * page_size))]
+    return rows, total
 
 
 # Export -------------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.store import ConfigError, consultation_requests, consultation_status_history, database_url
+from actions.settings import ConfigError, database_url
+from actions.store import consultation_requests, consultation_status_history
 from console import db, summary
 
 BATCH = 500

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.store import ConfigError, database_url
+from actions.settings import ConfigError, database_url
 from console import auth, db
 
 

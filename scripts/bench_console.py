@@ -25,8 +25,10 @@ os.environ.setdefault("CONSOLE_SECRET_KEY", "bench-" + "x" * 40)
 
 import sqlalchemy as sa  # noqa: E402
 
-from console import auth, db, fixtures, summary  # noqa: E402
-from console.app import conversation_key, create_app  # noqa: E402
+from console import auth, db, summary  # noqa: E402
+from console.app import create_app  # noqa: E402
+from console.links import conversation_key  # noqa: E402
+from tests import fake_conversations  # noqa: E402
 
 PAGE_TARGET_MS = 300  # "under the time a person notices"
 EXPORT_TARGET_MS = 10_000  # a full export of every conversation is a download, not a page
@@ -47,7 +49,7 @@ def timed(call: Callable[[], object], runs: int) -> Tuple[float, float]:
 def bench(url: str, count: int, runs: int) -> List[Tuple[str, float, float, float]]:
     engine = db.make_engine(url)
     started = time.perf_counter()
-    senders = fixtures.generate(engine, count, days=90, seed=1)
+    senders = fake_conversations.generate(engine, count, days=90, seed=1)
     with engine.connect() as connection:
         events = connection.execute(sa.select(sa.func.count()).select_from(db.events)).scalar()
     print(f"  generated {count} conversations ({events} events) in {time.perf_counter() - started:.1f} s")
@@ -76,7 +78,7 @@ def bench(url: str, count: int, runs: int) -> List[Tuple[str, float, float, floa
         return call
 
     def new_conversation() -> object:
-        fixtures.generate(engine, 1, days=1, seed=int(time.time() * 1000) % 100000)
+        fake_conversations.generate(engine, 1, days=1, seed=int(time.time() * 1000) % 100000)
         return get("/conversations")()
 
     pages: List[Tuple[str, Callable[[], object], float]] = [

@@ -1,4 +1,4 @@
-"""The console's commands: staff accounts, retention, fixtures, and the secret key."""
+"""The console's commands: staff accounts, retention, the tests' conversation generator, and the secret key."""
 
 from __future__ import annotations
 
@@ -91,9 +91,9 @@ def test_the_retention_command(url):
 def test_fixtures_refuse_a_database_with_real_conversations(url):
     engine = db.make_engine(url)
     add_conversation(engine, "a-real-visitor", [("hi", "greet", 0.9, "action_answer", "Hello")])
-    refused = run("console.fixtures", "--conversations", "5", url=url)
+    refused = run("tests.fake_conversations", "--conversations", "5", url=url)
     assert refused.returncode == 1 and "real conversations" in refused.stderr
-    forced = run("console.fixtures", "--conversations", "5", "--force", url=url)
+    forced = run("tests.fake_conversations", "--conversations", "5", "--force", url=url)
     assert forced.returncode == 0, forced.stderr
     with engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count(sa.distinct(db.events.c.sender_id)))).scalar() == 6

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from actions.store import consultation_requests, consultation_status_history
 from console import db
-from console.app import conversation_key
+from console.links import conversation_key
 from tests.conftest import ROOT
 from tests.console_support import PASSWORD, make_app, signed_in_client
 from tests.servers import Servers, Visitor, free_port

@@ -20,20 +20,25 @@ import requests
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
+from actions.store import consultation_requests
 from console import db, queries, redaction, summary
-from console.app import conversation_id
+from console.links import conversation_id
 from tests.console_support import (
     EMAIL,
     PASSWORD,
     add_conversation,
     audit_rows,
+    console,  # noqa: F401 - fixture
     csrf_of,
+    ids,
     make_app,
+    page,
     sign_in,
     signed_in_client,
+    transcript_path,
+    url,  # noqa: F401 - fixture
 )
 from tests.servers import ROOT, free_port
-from tests.test_console_web import console, ids, page, transcript_path, url  # noqa: F401 - fixtures
 
 NUL_TEXT = "hi\x00there \x1b[31mred\x07 \ud800 and\r\nnext line"
 CLEAN_TEXT = "hithere [31mred \ufffd and\nnext line"
@@ -456,7 +461,7 @@ def test_unanswered_messages_are_grouped_counted_and_answered_ones_left_out(cons
 def test_the_console_adds_columns_an_older_requests_table_lacks(console):
     app, engine, request_id = console
     with engine.begin() as connection:  # the table as an earlier version created it
-        for index in db.store.consultation_requests.indexes:
+        for index in consultation_requests.indexes:
             if [column.name for column in index.columns] == ["client"]:
                 connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
         connection.exec_driver_sql("ALTER TABLE consultation_requests DROP COLUMN client")

@@ -10,18 +10,16 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from actions.settings import ConfigError, database_url, url_from_tracker_store
 from actions.store import (
     CLIENT_LIMIT,
     CONVERSATION_LIMIT,
     CREATED,
     DUPLICATE,
-    ConfigError,
     ConsultationRequest,
     Limits,
     RequestStore,
     consultation_requests,
-    database_url,
-    url_from_tracker_store,
 )
 from tests.conftest import ROOT
 
@@ -31,12 +29,17 @@ def request(key="k1", conversation="c1", name="Maria Lopez"):
                                callback_time="mornings", email="maria@example.com", reason=None)
 
 
+# No abuse limit (0): the tests of the table itself.
+UNLIMITED = Limits(per_conversation=0, per_client=0, window=dt.timedelta(hours=24))
+
+
 def exercise(store: RequestStore) -> None:
     store.create_table()
     store.create_table()  # idempotent
-    assert store.save(request("k1", "c1")) is True
-    assert store.save(request("k1", "c1")) is False  # the same request twice is one row
-    assert store.save(request("k2", "c2", name="Robert'); DROP TABLE consultation_requests;--")) is True
+    assert store.submit(request("k1", "c1"), UNLIMITED) == CREATED
+    assert store.submit(request("k1", "c1"), UNLIMITED) == DUPLICATE  # the same request twice is one row
+    assert store.submit(request("k2", "c2", name="Robert'); DROP TABLE consultation_requests;--"),
+                        UNLIMITED) == CREATED
     rows = store.list()
     assert [row["conversation_id"] for row in rows] == ["c2", "c1"]  # newest first
     assert rows[0]["name"] == "Robert'); DROP TABLE consultation_requests;--"
@@ -48,6 +51,15 @@ def exercise(store: RequestStore) -> None:
     assert contacted["conversation_id"] == "c1" and contacted["status_changed_by"] == "staff@clinic"
     assert contacted["status_changed_at"] is not None
     assert [row["request_key"] for row in store.find("c1")] == ["k1"]
+    # The staff console's reads: a page of a status, the count, each request's status changes.
+    assert store.set_status(rows[1]["id"], "closed", "other@clinic") is True
+    assert (store.count(), store.count("closed"), store.count("new")) == (2, 1, 1)
+    assert [row["request_key"] for row in store.list(limit=1, offset=1)] == ["k1"]
+    [closed] = store.list(status="closed", with_history=True)
+    assert [(h["old_status"], h["new_status"], h["changed_by"]) for h in closed["history"]] == [
+        ("new", "contacted", "staff@clinic"), ("contacted", "closed", "other@clinic")]
+    assert store.list(status="new", with_history=True)[0]["history"] == []
+    assert "history" not in store.list()[0]
 
 
 def test_requests_on_sqlite(tmp_path):
@@ -90,18 +102,18 @@ def test_the_requests_command_lists_requests(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     store = RequestStore(url)
     store.create_table()
-    store.save(request("k1", "conversation-abc"))
+    store.submit(request("k1", "conversation-abc"), UNLIMITED)
     env = {"CLINIC_DB_URL": url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    table = subprocess.run([sys.executable, "-m", "actions.requests"], cwd=ROOT, env=env,
+    table = subprocess.run([sys.executable, "-m", "actions.list_requests"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60)
     assert table.returncode == 0, table.stderr
     assert "Maria Lopez" in table.stdout and "(310) 555-0134" in table.stdout and "new" in table.stdout
-    as_json = subprocess.run([sys.executable, "-m", "actions.requests", "--json", "--status", "new"], cwd=ROOT,
+    as_json = subprocess.run([sys.executable, "-m", "actions.list_requests", "--json", "--status", "new"], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=60)
     import json
     [row] = json.loads(as_json.stdout)
     assert row["conversation_id"] == "conversation-abc" and row["phone"] == "+13105550134"
-    empty = subprocess.run([sys.executable, "-m", "actions.requests", "--status", "closed"], cwd=ROOT, env=env,
+    empty = subprocess.run([sys.executable, "-m", "actions.list_requests", "--status", "closed"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60)
     assert empty.returncode == 0 and "No consultation requests" in empty.stdout
 
@@ -131,8 +143,7 @@ def exercise_limits(store: RequestStore) -> None:
     rows = store.list()
     assert sorted(row["request_key"] for row in rows) == ["a1", "a2", "b1", "d1", "e1", "e2"]
     assert {row["client"] for row in rows} == {"00112233aabbccdd", "ffeeddccbbaa9988", None}
-    unlimited = Limits(per_conversation=0, per_client=0, window=dt.timedelta(hours=24))
-    assert store.submit(limited("a4", "c1", "00112233aabbccdd"), unlimited) == CREATED  # 0: no limit
+    assert store.submit(limited("a4", "c1", "00112233aabbccdd"), UNLIMITED) == CREATED  # 0: no limit
     # Requests older than the window do not count.
     with store.engine.begin() as connection:
         old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=25)

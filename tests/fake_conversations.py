@@ -1,6 +1,6 @@
 """Generates realistic conversations for measuring and testing the console.
 
-    python -m console.fixtures --conversations 10000 [--days 90] [--seed 1] [--force]
+    python -m tests.fake_conversations --conversations 10000 [--days 90] [--seed 1] [--force]
 
 Writes into the assistant's database (CLINIC_DB_URL, or the endpoints file's tracker store) the events Rasa
 would have stored: session start, visitor messages with intent and confidence, actions and bot messages, plus
@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from actions.store import consultation_requests, database_url
+from actions.settings import database_url
+from actions.store import consultation_requests
 from console import db
 
 TOPIC_TEXTS = {
@@ -168,7 +169,7 @@ def generate(engine: Engine, count: int, days: int = 90, seed: int = 1, now: Opt
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m console.fixtures", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_conversations", description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=10000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=1)

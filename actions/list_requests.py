@@ -1,6 +1,6 @@
 """Lists consultation requests for the clinic's staff.
 
-Usage: ``python -m actions.requests [--status new|contacted|closed] [--limit N] [--json]``
+Usage: ``python -m actions.list_requests [--status new|contacted|closed] [--limit N] [--json]``
 (or ``make requests ARGS="--json"``). Reads the same database as the assistant.
 """
 
@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from actions.booking import display_phone
-from actions.store import STATUSES, ConfigError, RequestStore, database_url
+from actions.settings import ConfigError, database_url
+from actions.store import STATUSES, RequestStore
 
 COLUMNS = ("id", "created_at", "status", "name", "phone", "callback_time", "email", "reason", "conversation_id")
 
@@ -31,7 +32,7 @@ def as_table(rows: List[Dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actions.requests", description="List consultation requests.")
+    parser = argparse.ArgumentParser(prog="python -m actions.list_requests", description="List consultation requests.")
     parser.add_argument("--status", choices=STATUSES)
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
