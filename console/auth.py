@@ -202,7 +202,7 @@ def begin_attempt(engine: Engine, ip: Optional[str], max_failures: int, window_s
     The per-account lockout stops guessing one account's password; this stops one address from guessing many
     accounts, or from locking every staff account in turn. The attempt is written before the password is
     checked and the decision counts only earlier attempts (lower ids), so that a burst of parallel attempts
-    cannot all pass the check at once. A throttled address is refused before any password check (no argon2
+    cannot all pass the check at once (one transaction; on PostgreSQL under an advisory lock per address). A throttled address is refused before any password check (no argon2
     work), and refused attempts do not count: the address is free again once the window has passed.
     ``max_failures`` 0 turns the throttle off (the attempt is not recorded)."""
     if max_failures <= 0:
@@ -211,10 +211,13 @@ def begin_attempt(engine: Engine, ip: Optional[str], max_failures: int, window_s
     address = (ip or "-")[:64]
     f = db.login_failures.c
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Ids come from a sequence in call order, not commit order: without this lock a lower id could
+            # still be in flight when a later attempt counts. SQLite's write lock already serialises writers.
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_address_lock_key(address))))
         connection.execute(db.login_failures.delete().where(f.at < now - window_seconds))
         row_id = int(connection.execute(db.login_failures.insert().values(ip=address, at=now))
                      .inserted_primary_key[0])
-    with engine.begin() as connection:
         earlier = connection.execute(
             sa.select(sa.func.count()).select_from(db.login_failures)
             .where(f.ip == address).where(f.at > now - window_seconds).where(f.id < row_id)).scalar() or 0
@@ -222,6 +225,11 @@ def begin_attempt(engine: Engine, ip: Optional[str], max_failures: int, window_s
             connection.execute(db.login_failures.delete().where(f.id == row_id))
             return None
     return row_id
+
+
+def _address_lock_key(address: str) -> int:
+    """A signed 64-bit PostgreSQL advisory lock key for sign-in attempts from ``address``."""
+    return int.from_bytes(hashlib.sha256(f"login_failures|{address}".encode()).digest()[:8], "big", signed=True)
 
 
 def attempt_succeeded(engine: Engine, attempt: Optional[int]) -> None:
