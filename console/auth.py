@@ -201,9 +201,10 @@ def begin_attempt(engine: Engine, ip: Optional[str], max_failures: int, window_s
 
     The per-account lockout stops guessing one account's password; this stops one address from guessing many
     accounts, or from locking every staff account in turn. The attempt is written before the password is
-    checked and the decision counts only earlier attempts (lower ids), so that a burst of parallel attempts
-    cannot all pass the check at once (one transaction; on PostgreSQL under an advisory lock per address). A throttled address is refused before any password check (no argon2
-    work), and refused attempts do not count: the address is free again once the window has passed.
+    checked and the decision counts only earlier attempts (lower ids), in one transaction (on PostgreSQL under
+    an advisory lock per address), so that a burst of parallel attempts cannot all pass the check at once. A
+    throttled address is refused before any password check (no argon2 work), and refused attempts do not
+    count: the address is free again once the window has passed.
     ``max_failures`` 0 turns the throttle off (the attempt is not recorded)."""
     if max_failures <= 0:
         return 0
