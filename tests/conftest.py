@@ -60,6 +60,13 @@ def make_tracker(
     )
 
 
+def step_intents(step):
+    """The intents a rule step is for: its ``intent``, or every ``intent`` of an ``or`` step."""
+    if "intent" in step:
+        return {step["intent"]}
+    return {part["intent"] for part in step.get("or", ()) if "intent" in part}
+
+
 def texts(dispatcher: CollectingDispatcher) -> List[str]:
     """The texts of the messages an action sent."""
     return [message.get("text") or "" for message in dispatcher.messages]
