@@ -16,15 +16,14 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Text
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, say
+from actions.intents import SAFETY_INTENTS
 from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
 from actions.limits import bounded, consultation_limits
-from actions.safety import SAFETY_INTENTS
-from actions.slots import CHANGING_SLOT, FAILURES_SLOT, end_booking, reset_booking
 from actions.store import CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore, database_url
 
 logger = logging.getLogger(__name__)
@@ -32,6 +31,8 @@ logger = logging.getLogger(__name__)
 FORM = "consultation_form"
 FIELD_ENTITY = "booking_field"
 SKIPPED = "skipped"
+FAILURES_SLOT = "booking_failures"
+CHANGING_SLOT = "booking_changing"
 STOP_INTENT = "stop"
 # Intents a rule answers in the middle of the form (data/rules.yml, "... during the form").
 ANSWERED_IN_FORM = (
@@ -181,6 +182,16 @@ def form_started_at(tracker: Tracker) -> Any:
         if event.get("event") == "active_loop" and event.get("name") == FORM:
             return event.get("timestamp")
     return None
+
+
+def reset_booking() -> List[EventType]:
+    """Events that clear every detail of a consultation request, so the next one starts afresh."""
+    return [SlotSet(slot, None) for slot in (*BOOKING_FIELDS, FAILURES_SLOT, CHANGING_SLOT)]
+
+
+def end_booking() -> List[EventType]:
+    """Events that end a consultation request in progress (cancel, emergency, crisis) and drop it."""
+    return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_booking()]
 
 
 # --- The form -------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_the_domain_holds_no_answer_texts(domain):
 def test_no_training_example_contradicts_the_safety_net(knowledge):
     """The safety patterns override the classifier: a training example they would move to another
     intent is mislabelled (or a pattern is too broad)."""
-    from actions.safety import classify
+    from actions.intents import classify
     contradictions = []
     for item in load("data/nlu.yml")["nlu"]:
         for line in item["examples"].splitlines():

@@ -21,9 +21,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import booking
 from actions.answers import ActionAnswer, ActionFallback
 from actions.booking import ValidateConsultationForm
+from actions.intents import classify
 from actions.knowledge import get_knowledge
 from actions.limits import MAX_TEXT_CHARS, bounded
-from actions.safety import classify
 from tests.conftest import make_tracker
 
 SIZE = 100_000
