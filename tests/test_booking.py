@@ -1,4 +1,5 @@
-"""The consultation form: validators, the validation action's decisions, the summary, submission."""
+"""The consultation form: the answers' parsers (actions/parsing.py), the validation action's decisions, the
+summary, submission."""
 
 from __future__ import annotations
 
@@ -15,13 +16,8 @@ from actions.booking import (
     ActionCancelConsultation,
     ActionSubmitConsultation,
     ValidateConsultationForm,
-    clean_name,
-    display_phone,
-    find_email,
-    free_text,
-    is_skip,
-    normalise_phone,
 )
+from actions.parsing import clean_name, display_phone, find_email, free_text, is_skip, normalise_phone
 from actions.store import RequestStore
 from tests.conftest import make_tracker, texts
 from tests.expectations import PHONE
