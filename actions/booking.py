@@ -161,9 +161,9 @@ class ValidateConsultationForm(FormValidationAction):
     def _failed(self, field: str, dispatcher: CollectingDispatcher, tracker: Tracker) -> Dict[Text, Any]:
         failures = int(tracker.get_slot(FAILURES_SLOT) or 0) + 1
         booking = self.knowledge.booking
-        text = booking["fields"][field]["retry"]
+        text = booking.fields[field].retry
         if failures >= 2:
-            text = f"{text}\n\n{booking['second_failure']}"
+            text = f"{text}\n\n{booking.second_failure}"
         dispatcher.utter_message(text=text)
         return {field: None, FAILURES_SLOT: failures}
 
@@ -229,7 +229,7 @@ class AskForField(ClinicAction, abc.ABC):
         return f"action_ask_{self.field}"
 
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
-        dispatcher.utter_message(text=self.knowledge.booking["fields"][self.field]["ask"])
+        dispatcher.utter_message(text=self.knowledge.booking.fields[self.field].ask)
         return []
 
 
@@ -255,7 +255,7 @@ class ActionAskReason(AskForField):
 
 def summary_values(tracker: Tracker, knowledge: Knowledge) -> Dict[str, str]:
     """The request's fields as shown to the visitor."""
-    not_given = knowledge.booking["not_given"]
+    not_given = knowledge.booking.not_given
     values = {}
     for field in ("name", "callback_time", "email", "reason"):
         value = tracker.get_slot(field)
@@ -275,12 +275,12 @@ class ActionAskConfirmed(ClinicAction):
         booking = self.knowledge.booking
         if tracker.get_slot(CHANGING_SLOT):
             buttons = tuple(Button(title, f'/deny{{"{FIELD_ENTITY}":"{field}"}}')
-                            for field, title in booking["field_titles"].items())
-            say(dispatcher, Reply(booking["which_field"], buttons))
+                            for field, title in booking.field_titles.items())
+            say(dispatcher, Reply(booking.which_field, buttons))
             return []
-        text = booking["fields"]["confirmed"]["ask"].format(**summary_values(tracker, self.knowledge))
-        say(dispatcher, Reply(text, (Button(booking["confirm_send"], "/affirm"),
-                                     Button(booking["confirm_change"], "/deny"))))
+        text = booking.fields["confirmed"].ask.format(**summary_values(tracker, self.knowledge))
+        say(dispatcher, Reply(text, (Button(booking.confirm_send, "/affirm"),
+                                     Button(booking.confirm_change, "/deny"))))
         return []
 
 
@@ -355,9 +355,9 @@ class ActionSubmitConsultation(ClinicAction):
         if invalid:
             logger.warning("Consultation request of conversation %s refused: invalid %s", tracker.sender_id,
                            ", ".join(invalid))
-            dispatcher.utter_message(text=booking["invalid_request"])
+            dispatcher.utter_message(text=booking.invalid_request)
             return reset_booking()
-        confirmation = booking["submitted"].format(**summary_values(tracker, self.knowledge))
+        confirmation = booking.submitted.format(**summary_values(tracker, self.knowledge))
         optional = {field: None if tracker.get_slot(field) in (None, SKIPPED) else tracker.get_slot(field)
                     for field in OPTIONAL_BOOKING_FIELDS}
         request = ConsultationRequest(
@@ -373,12 +373,13 @@ class ActionSubmitConsultation(ClinicAction):
             outcome = self.store().submit(request, consultation_limits())
         except Exception:  # noqa: BLE001 - any database failure: the visitor must call instead
             log_failure(logger, "Could not save the consultation request of conversation %s", tracker.sender_id)
-            dispatcher.utter_message(text=booking["save_failed"])
+            dispatcher.utter_message(text=booking.save_failed)
             return reset_booking()
         if outcome in (CONVERSATION_LIMIT, CLIENT_LIMIT):
             logger.warning("Consultation request of conversation %s refused: %s", tracker.sender_id,
                            outcome.replace("_", " "))
-            dispatcher.utter_message(text=booking[outcome])
+            dispatcher.utter_message(text=booking.conversation_limit if outcome == CONVERSATION_LIMIT
+                                     else booking.client_limit)
             return reset_booking()
         if outcome == DUPLICATE:
             logger.info("Consultation request of conversation %s was already stored", tracker.sender_id)
@@ -396,5 +397,5 @@ class ActionCancelConsultation(ClinicAction):
         return end_booking()
 
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
-        dispatcher.utter_message(text=self.knowledge.booking["cancelled"])
+        dispatcher.utter_message(text=self.knowledge.booking.cancelled)
         return end_booking()

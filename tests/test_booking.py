@@ -115,7 +115,7 @@ def test_an_emergency_wins_even_when_the_text_could_be_an_answer(dispatcher, dom
 def test_a_bad_answer_is_asked_again_and_the_second_failure_offers_the_phone(knowledge, dispatcher, domain):
     events = run(ValidateConsultationForm(), dispatcher, form_tracker("phone", "555"), domain)
     assert SlotSet("phone", None) in events and SlotSet("booking_failures", 1) in events
-    assert texts(dispatcher) == [knowledge.booking["fields"]["phone"]["retry"]]
+    assert texts(dispatcher) == [knowledge.booking.fields["phone"].retry]
     dispatcher.messages.clear()
     events = run(ValidateConsultationForm(), dispatcher,
                  form_tracker("phone", "five five five", slots={"booking_failures": 1}), domain)
@@ -154,7 +154,7 @@ def test_yes_at_the_summary_confirms(dispatcher, domain, text, intent):
 def test_an_unclear_answer_at_the_summary_is_asked_again(knowledge, dispatcher, domain):
     events = run(ValidateConsultationForm(), dispatcher, confirm("hmm maybe later", "nlu_fallback"), domain)
     assert SlotSet("confirmed", None) in events
-    assert texts(dispatcher) == [knowledge.booking["fields"]["confirmed"]["retry"]]
+    assert texts(dispatcher) == [knowledge.booking.fields["confirmed"].retry]
 
 
 def test_a_correction_at_the_summary_replaces_the_value_and_shows_the_summary_again(dispatcher, domain):
@@ -323,7 +323,7 @@ def test_a_conversation_stores_at_most_its_limit_then_gets_a_polite_reply(sqlite
         replies.append(texts(dispatcher)[0])
     assert len(RequestStore(sqlite_url).find("conv-1")) == 2
     assert "has been sent" in replies[1]
-    assert replies[2] == knowledge.booking["conversation_limit"] and PHONE in replies[2]
+    assert replies[2] == knowledge.booking.conversation_limit and PHONE in replies[2]
     assert SlotSet("name", None) in events
     assert "conversation conv-1 refused: conversation limit" in caplog.text and "Maria" not in caplog.text
 
@@ -335,7 +335,7 @@ def test_a_client_stores_at_most_its_limit_across_conversations(sqlite_url, know
         dispatcher = CollectingDispatcher()
         run(ActionSubmitConsultation(), dispatcher, with_client(submitted(sender=sender), "a1b2c3d4e5f60718"), domain)
         replies.append(texts(dispatcher)[0])
-    assert replies[2] == knowledge.booking["client_limit"] and PHONE in replies[2]
+    assert replies[2] == knowledge.booking.client_limit and PHONE in replies[2]
     assert RequestStore(sqlite_url).find("conv-c") == []
     # Another client, and a visitor without a (well-formed) client, are not affected.
     for sender, client in (("conv-d", "0000000000000000"), ("conv-e", None), ("conv-f", "not-a-client-id!")):

@@ -6,6 +6,7 @@ import yaml
 from rasa_sdk.executor import ActionExecutor
 
 from actions.booking import ANSWERED_IN_FORM
+from actions.knowledge import BOOKING_FIELDS
 from tests.conftest import ROOT, step_intents
 
 
@@ -31,6 +32,10 @@ def test_every_topic_and_reply_intent_is_in_the_domain(knowledge, domain):
     answered = {topic.intent for topic in knowledge.topics.values()} | set(knowledge.replies)
     assert answered <= set(domain["intents"])
     assert set(ANSWERED_IN_FORM) <= answered
+
+
+def test_the_form_asks_the_fields_the_actions_read_in_their_order(domain):
+    assert tuple(domain["forms"]["consultation_form"]["required_slots"]) == BOOKING_FIELDS
 
 
 def test_every_domain_action_is_served_by_the_action_server(domain):

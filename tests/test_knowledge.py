@@ -61,7 +61,7 @@ def test_clinic_facts_are_substituted_everywhere(knowledge):
     assert "Santa Monica" in knowledge.topics["clinic"].answer
     assert "Dr. Hyun Bae" in knowledge.topics["doctor"].answer
     assert clinic.phone in knowledge.answer(knowledge.topics["symptoms"]).text
-    assert clinic.phone in knowledge.booking["cancelled"]
+    assert clinic.phone in knowledge.booking.cancelled
 
 
 def test_changing_the_phone_in_clinic_yml_changes_every_answer(knowledge_copy):
@@ -69,8 +69,8 @@ def test_changing_the_phone_in_clinic_yml_changes_every_answer(knowledge_copy):
     changed = load_knowledge(knowledge_copy)
     every_text = [changed.answer(t).text for t in (*changed.topics.values(), *changed.therapies.values())]
     every_text += [reply.text for reply in changed.replies.values()]
-    every_text += [changed.fallback.text, changed.error_text, changed.booking["cancelled"],
-                   changed.booking["save_failed"], changed.booking["submitted"]]
+    every_text += [changed.fallback.text, changed.error_text, changed.booking.cancelled,
+                   changed.booking.save_failed, changed.booking.submitted]
     assert not any("828-7757" in text for text in every_text)
     assert all("(310) 555-0199" in changed.answer(t).text for t in changed.topics.values())
     assert "(310) 555-0199" in changed.topics["contact"].answer
