@@ -21,7 +21,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, say
-from actions.intents import SAFETY_INTENTS
+from actions.intents import SAFETY_INTENTS, STOP_INTENT, answered_in_form
 from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
 from actions.limits import consultation_limits
 from actions.parsing import (
@@ -46,14 +46,6 @@ FIELD_ENTITY = "booking_field"
 SKIPPED = "skipped"
 FAILURES_SLOT = "booking_failures"
 CHANGING_SLOT = "booking_changing"
-STOP_INTENT = "stop"
-# Intents a rule answers in the middle of the form (data/rules.yml, "... during the form").
-ANSWERED_IN_FORM = (
-    "ask_what_is_fibromyalgia", "ask_symptoms", "ask_causes", "ask_who_gets_it", "ask_related_conditions",
-    "ask_back_pain", "ask_treatment", "ask_combined_approach", "ask_surgery", "ask_surgery_candidate",
-    "ask_clinic", "ask_doctor", "ask_contact", "bot_challenge", "ask_capabilities", "request_human",
-    "ask_insurance", "ask_cost", "ask_hours", "medical_advice",
-)
 # How sure the classifier must be before "stop" ends the form even though the text could be an
 # answer ("never mind" looks like a name), and before a question that is not an answer is handed to
 # its rule. Emergency and crisis always end the form.
@@ -148,7 +140,9 @@ class ValidateConsultationForm(FormValidationAction):
         if value is not None:
             return {field: value, FAILURES_SLOT: 0}
         intent, confidence = latest_intent(tracker)
-        if intent in (*ANSWERED_IN_FORM, STOP_INTENT) and confidence >= INTERRUPT_CONFIDENCE:
+        # A question a rule answers during the form (actions/intents.py), or cancel.
+        interrupts = intent == STOP_INTENT or intent in answered_in_form(self.knowledge)
+        if interrupts and confidence >= INTERRUPT_CONFIDENCE:
             return {}
         return self._failed(field, dispatcher, tracker)
 

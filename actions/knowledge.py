@@ -21,24 +21,17 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from actions.intents import CONSULTATION_INTENT, TREATMENT_INTENT
 from actions.limits import bounded
 
-# The topics, treatments and replies the assistant must be able to give. A knowledge folder missing
-# any of them is refused at start-up.
-REQUIRED_TOPICS = (
-    "what_is_fibromyalgia", "symptoms", "causes", "who_gets_it", "related_conditions", "back_pain",
-    "treatments", "combined_approach", "surgery", "surgery_candidate", "clinic", "doctor", "contact",
-)
+# What the knowledge must hold besides an answer for every intent of the domain (the loader checks
+# that): the topics the code looks up by name (actions/answers.py), and the treatments.
+REQUIRED_TOPICS = ("treatments", "combined_approach", "surgery_candidate")
 REQUIRED_THERAPIES = (
     "physical_therapy", "gentle_exercise", "medication", "antidepressants", "sleep_aids",
     "dietary_changes", "water_therapy", "biofeedback",
-)
-REQUIRED_REPLY_INTENTS = (
-    "greet", "goodbye", "thank", "affirm", "deny", "stop", "bot_challenge", "ask_capabilities",
-    "request_human", "ask_insurance", "ask_cost", "ask_hours", "medical_advice", "out_of_scope",
-    "other_language",
 )
 # The consultation form's fields, in the order it asks them (domain.yml's required_slots,
 # tests/test_consistency.py), and those a visitor may skip.
@@ -47,11 +40,9 @@ OPTIONAL_BOOKING_FIELDS = ("email", "reason")
 # Placeholders filled in at run time in booking texts (everything else comes from clinic.yml).
 BOOKING_RUNTIME_FIELDS = ("name", "phone_display", "callback_time", "email", "reason")
 
-# Intent and entity that ask about a treatment; the button that starts a consultation request.
-TREATMENT_INTENT = "ask_treatment"
+# The entity that names a treatment; the button that starts a consultation request.
 THERAPY_ENTITY = "therapy"
 CONSULTATION_BUTTON = "consultation"
-CONSULTATION_INTENT = "request_consultation"
 
 
 class KnowledgeError(Exception):
@@ -178,6 +169,11 @@ class Knowledge:
     consultation_title: str
     _synonyms: Mapping[str, str] = field(default_factory=dict, repr=False)
     answering: Optional["Answering"] = None
+
+    @property
+    def answered_intents(self) -> FrozenSet[str]:
+        """The intents ``action_answer`` answers: every topic's and every conversation reply's."""
+        return frozenset(topic.intent for topic in self.topics.values() if topic.intent) | frozenset(self.replies)
 
     def topic_for_intent(self, intent: str) -> Optional[Topic]:
         """The article topic that answers ``intent``, if any."""

@@ -17,14 +17,13 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from actions import settings
+from actions.intents import SPECIAL_INTENTS, TREATMENT_INTENT
 from actions.knowledge import (
     BOOKING_FIELDS,
     BOOKING_RUNTIME_FIELDS,
     CONSULTATION_BUTTON,
-    REQUIRED_REPLY_INTENTS,
     REQUIRED_THERAPIES,
     REQUIRED_TOPICS,
-    TREATMENT_INTENT,
     Answering,
     Aspect,
     Booking,
@@ -39,24 +38,28 @@ from actions.knowledge import (
 )
 
 
-def load_knowledge(folder: Optional[Path] = None) -> Knowledge:
+def load_knowledge(folder: Optional[Path] = None, domain: Optional[Path] = None) -> Knowledge:
     """Reads and validates every knowledge file in ``folder``.
 
     Args:
         folder: the knowledge folder; by default the project's (see :mod:`actions.settings`).
+        domain: the Rasa domain whose every intent must be a topic's, a reply's or special
+            (:mod:`actions.intents`); by default the project's ``domain.yml``.
 
     Returns:
         The validated knowledge, with the clinic's facts filled into every text.
 
     Raises:
-        KnowledgeError: a file is missing, malformed, lacks a required topic or reply, or an answer
-            quotes a sentence that is not in the article.
+        KnowledgeError: a file is missing or malformed, an intent of the domain has no answer, or an
+            answer quotes a sentence that is not in the article.
     """
     files = _Files(Path(folder) if folder else settings.knowledge_dir())
     clinic = _load_clinic(files)
     article = _load_article(files)
     render = _Renderer(clinic.placeholders())
     topics, therapies = _load_topics(files, article, render)
+    _check_every_intent_answered(files, topics, Path(domain) if domain else settings.PROJECT_ROOT / "domain.yml")
+    _check_related(files, topics, therapies)
     replies = _load_replies(files, render, topics, therapies)
     safety = _load_safety(files, render)
     booking = _load_booking(files, clinic.placeholders())
@@ -148,10 +151,26 @@ def _load_topics(files: _Files, article: str, render: _Renderer) -> Tuple[Dict[s
             sources = listed_sources + (title,)
         therapies[key] = Topic(key=key, title=title, answer=answer, sources=sources,
                                related=tuple(raw.get("related") or ()), synonyms=tuple(map(str, synonyms)))
+    return topics, therapies
+
+
+def _check_every_intent_answered(files: _Files, topics: Mapping[str, Topic], domain: Path) -> None:
+    """Every intent of the domain is a topic's (topics.yml), a reply's (replies.yml) or special."""
+    replies_path = files.path("replies.yml")
+    replied = _get(files.yaml("replies.yml"), "intents", replies_path, kind=dict)
+    domain_data = _Files(domain.parent).yaml(domain.name)
+    intents = [next(iter(item)) if isinstance(item, dict) else str(item) for item in domain_data.get("intents") or ()]
+    answered = {topic.intent for topic in topics.values()} | set(replied) | set(SPECIAL_INTENTS)
+    missing = [intent for intent in intents if intent not in answered]
+    if missing:
+        raise KnowledgeError(files.folder, f"no topic (topics.yml) or reply (replies.yml) answers the intents of "
+                                           f"{domain.name}: {', '.join(missing)}")
+
+
+def _check_related(files: _Files, topics: Mapping[str, Topic], therapies: Mapping[str, Topic]) -> None:
     refs = (*topics, *therapies, CONSULTATION_BUTTON)
     for key, topic in (*topics.items(), *therapies.items()):
-        _check_refs(topic.related, refs, path, key)
-    return topics, therapies
+        _check_refs(topic.related, refs, files.path("topics.yml"), key)
 
 
 def _load_replies(files: _Files, render: _Renderer, topics: Mapping[str, Topic],
@@ -160,9 +179,6 @@ def _load_replies(files: _Files, render: _Renderer, topics: Mapping[str, Topic],
     path = files.path("replies.yml")
     data = files.yaml("replies.yml")
     raw_intents = _get(data, "intents", path, kind=dict)
-    missing = [intent for intent in REQUIRED_REPLY_INTENTS if intent not in raw_intents]
-    if missing:
-        raise KnowledgeError(path, f"replies missing for intents: {', '.join(missing)}")
     topic_intents = {topic.intent for topic in topics.values()}
     for intent in raw_intents:
         if intent in topic_intents:

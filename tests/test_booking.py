@@ -17,6 +17,7 @@ from actions.booking import (
     ActionSubmitConsultation,
     ValidateConsultationForm,
 )
+from actions.intents import answered_in_form
 from actions.parsing import clean_name, display_phone, find_email, free_text, is_skip, normalise_phone
 from actions.store import RequestStore
 from tests.conftest import make_tracker, texts
@@ -252,7 +253,7 @@ def test_cancel_ends_the_form_saves_nothing_and_offers_the_phone(sqlite_url, dis
     assert not sa.inspect(engine).has_table("consultation_requests")
 
 
-def test_interrupting_intents_match_the_rules(domain):
+def test_interrupting_intents_match_the_rules(knowledge, domain):
     """Every intent the form steps aside for has a rule answering it during the form."""
     import yaml
 
@@ -261,7 +262,7 @@ def test_interrupting_intents_match_the_rules(domain):
     in_form = set().union(*(step_intents(rule["steps"][0]) for rule in rules
                             if rule.get("condition") == [{"active_loop": FORM}]
                             and rule["steps"][1].get("action") == "action_answer"))
-    assert in_form == set(booking.ANSWERED_IN_FORM)
+    assert in_form == answered_in_form(knowledge)
 
 
 def test_a_submission_that_fails_unexpectedly_still_clears_the_request(monkeypatch, sqlite_url, dispatcher, domain):

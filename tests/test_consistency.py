@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from rasa_sdk.executor import ActionExecutor
 
-from actions.booking import ANSWERED_IN_FORM
+from actions.intents import READ_BY_THE_FORM, SPECIAL_INTENTS, answered_in_form
 from actions.knowledge import BOOKING_FIELDS
 from tests.conftest import ROOT, step_intents
 
@@ -28,10 +28,20 @@ def test_every_intent_has_a_rule(domain):
     assert set(domain["intents"]) <= ruled
 
 
-def test_every_topic_and_reply_intent_is_in_the_domain(knowledge, domain):
-    answered = {topic.intent for topic in knowledge.topics.values()} | set(knowledge.replies)
-    assert answered <= set(domain["intents"])
-    assert set(ANSWERED_IN_FORM) <= answered
+def test_every_domain_intent_has_a_topic_a_reply_or_is_special_and_nothing_else(knowledge, domain):
+    assert set(domain["intents"]) == knowledge.answered_intents | set(SPECIAL_INTENTS)
+    assert not knowledge.answered_intents & set(SPECIAL_INTENTS)
+    assert set(READ_BY_THE_FORM) <= knowledge.answered_intents
+
+
+def test_action_answer_has_a_rule_for_every_topic_and_reply_intent_and_only_those(knowledge):
+    rules = load("data/rules.yml")["rules"]
+    answering = [rule for rule in rules if not rule.get("condition")
+                 and any(step.get("action") == "action_answer" for step in rule["steps"])]
+    assert set().union(*(rule_intents(rule) for rule in answering)) == knowledge.answered_intents
+    in_form = [rule for rule in rules if rule.get("condition")
+               and any(step.get("action") == "action_answer" for step in rule["steps"])]
+    assert set().union(*(rule_intents(rule) for rule in in_form)) == answered_in_form(knowledge)
 
 
 def test_the_form_asks_the_fields_the_actions_read_in_their_order(domain):
