@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from rasa_sdk.events import ActiveLoop, SessionStarted, SlotSet
 
 from actions.answers import ActionAnswer, ActionFallback, ActionSessionStart
 from actions.knowledge import get_knowledge
 from actions.safety import ActionSafety
-from tests.conftest import make_tracker, texts
+from tests.conftest import make_tracker, run, texts
 from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
-
-
-def run(action, dispatcher, tracker, domain):
-    return asyncio.run(action.run(dispatcher, tracker, domain))
 
 
 @pytest.mark.parametrize("topic", sorted(TOPIC_PHRASES))

@@ -3,8 +3,6 @@ summary, submission."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import sqlalchemy as sa
 from rasa_sdk.events import ActiveLoop, SlotSet
@@ -20,14 +18,10 @@ from actions.booking import (
 from actions.intents import answered_in_form
 from actions.parsing import clean_name, display_phone, find_email, free_text, is_skip, normalise_phone
 from actions.store import RequestStore
-from tests.conftest import make_tracker, texts
+from tests.conftest import make_tracker, run, texts
 from tests.expectations import PHONE
 
 FORM = "consultation_form"
-
-
-def run(action, dispatcher, tracker, domain):
-    return asyncio.run(action.run(dispatcher, tracker, domain))
 
 
 @pytest.mark.parametrize("text, expected", [
