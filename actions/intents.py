@@ -9,11 +9,12 @@ refuses a knowledge folder that leaves one out, and ``tests/test_consistency.py`
 
 During a consultation request a rule answers every topic and reply intent and the form goes on
 (:func:`answered_in_form`), except the intents the form reads itself (:data:`READ_BY_THE_FORM`).
-Nothing else lists intents: a new topic needs no code.
+No other code lists intents, so a new topic needs no code; only the two answer rules of
+``data/rules.yml`` name it, as Rasa requires.
 
 :func:`classify` is the keyword safety net: the intent a safety pattern of ``knowledge/safety.yml``
-gives a message. The NLU pipeline runs it on every message (``components/safety_net.py``) and the answers use
-it (``actions/answers.py``); this module needs neither rasa_sdk nor Rasa.
+gives a message. The NLU pipeline runs it on every message (``components/safety_net.py``) and the
+answers use it (``actions/answers.py``); this module needs neither rasa_sdk nor Rasa.
 """
 
 from __future__ import annotations
