@@ -46,7 +46,7 @@ $(VENV)/.installed: requirements.txt
 
 setup: $(VENV)/.installed $(SPACY)/meta.json
 
-$(SPACY)/meta.json: $(VENV)/.installed knowledge/topics.yml actions/knowledge.py scripts/build_spacy_pipeline.py
+$(SPACY)/meta.json: $(VENV)/.installed knowledge/topics.yml actions/knowledge.py actions/knowledge_loader.py scripts/build_spacy_pipeline.py
 	rm -rf $(SPACY)
 	$(PY) scripts/build_spacy_pipeline.py $(SPACY)
 
@@ -92,7 +92,8 @@ test: lint validate $(MODEL) $(WEB_DEPS) chromium nginx
 	$(MAKE) --no-print-directory test-stories
 	$(PY) -m pytest tests
 
-# Generalisation of the NLU model: 5-fold cross-validation on data/nlu.yml (about 12 minutes).
+# Generalisation of the NLU model: 5-fold cross-validation on data/nlu.yml (five trainings: about 7 minutes
+# on the shared 2-core machine, see the README).
 crossval: setup
 	$(RASA) test nlu --nlu data/nlu.yml --cross-validation --folds 5 --out results/crossval
 

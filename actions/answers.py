@@ -31,9 +31,9 @@ from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
-from actions.knowledge import THERAPY_ENTITY, TREATMENT_INTENT, Aspect, Knowledge, Reply, Topic
+from actions.intents import MEDICAL_ADVICE_INTENT, TREATMENT_INTENT, classify
+from actions.knowledge import THERAPY_ENTITY, Aspect, Knowledge, Reply, Topic
 from actions.retrieval import article_index
-from actions.safety import MEDICAL_ADVICE_INTENT, classify
 
 THERAPY_SLOT = "therapy"
 TOPIC_SLOT = "topic"

@@ -2,9 +2,9 @@
 
 The form asks, in order, for a name, a phone number, a call-back time, an email and what the visit is
 about (the last two optional), then shows a summary to confirm. Its slots use custom mappings: this
-module's validation action reads each answer. When the answer is not for the form (an article
-question, cancel, an emergency) the validation action extracts nothing, the form is rejected, a rule
-answers, and the form resumes with the same question.
+module's validation action reads each answer with the text functions of ``actions/parsing.py``. When
+the answer is not for the form (an article question, cancel, an emergency) the validation action
+extracts nothing, the form is rejected, a rule answers, and the form resumes with the same question.
 """
 
 from __future__ import annotations
@@ -16,15 +16,27 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Text
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, say
+from actions.intents import SAFETY_INTENTS, STOP_INTENT, answered_in_form
 from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
-from actions.limits import bounded, consultation_limits
-from actions.safety import SAFETY_INTENTS
-from actions.slots import CHANGING_SLOT, FAILURES_SLOT, end_booking, reset_booking
+from actions.limits import consultation_limits
+from actions.parsing import (
+    clean_name,
+    corrections,
+    display_phone,
+    field_word,
+    find_email,
+    free_text,
+    is_skip,
+    is_stored_name,
+    normalise_phone,
+    says_no,
+    says_yes,
+)
 from actions.store import CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore, database_url
 
 logger = logging.getLogger(__name__)
@@ -32,128 +44,13 @@ logger = logging.getLogger(__name__)
 FORM = "consultation_form"
 FIELD_ENTITY = "booking_field"
 SKIPPED = "skipped"
-STOP_INTENT = "stop"
-# Intents a rule answers in the middle of the form (data/rules.yml, "... during the form").
-ANSWERED_IN_FORM = (
-    "ask_what_is_fibromyalgia", "ask_symptoms", "ask_causes", "ask_who_gets_it", "ask_related_conditions",
-    "ask_back_pain", "ask_treatment", "ask_combined_approach", "ask_surgery", "ask_surgery_candidate",
-    "ask_clinic", "ask_doctor", "ask_contact", "bot_challenge", "ask_capabilities", "request_human",
-    "ask_insurance", "ask_cost", "ask_hours", "medical_advice",
-)
+FAILURES_SLOT = "booking_failures"
+CHANGING_SLOT = "booking_changing"
 # How sure the classifier must be before "stop" ends the form even though the text could be an
 # answer ("never mind" looks like a name), and before a question that is not an answer is handed to
 # its rule. Emergency and crisis always end the form.
 STOP_CONFIDENCE = 0.5
 INTERRUPT_CONFIDENCE = 0.4
-
-# --- Validators: plain functions of the visitor's text ---------------------------------------------
-
-# Every pattern here is linear in the length of the text it sees, and sees at most MAX_TEXT_CHARS of it
-# (``bounded``): no unbounded run may be retried from every position (tests/test_redos.py).
-_PHONE = re.compile(r"(?<![\d+])(\+?1[\s.-]{0,3})?\(?(\d{3})\)?[\s.-]{0,3}(\d{3})[\s.-]{0,3}(\d{4})(?!\d)")
-# An address starts where a run of address characters starts (the look-behind), so a long run without
-# "@" is read once, not once per starting position; parts are bounded as RFC 5321 bounds them (a local
-# part of 64 characters, labels of 63).
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
-                    r"\.[A-Za-z]{2,63}")
-_NAME_PREFIX = re.compile(
-    r"^(?:(?:hi|hello|hey|yes|ok|okay|sure)[,!.\s]+)?(?:my\s+name\s+is|my\s+name's|name\s+is|name's|"
-    r"i\s+am|i'm|im|it\s+is|it's|its|this\s+is|call\s+me|the\s+name\s+is)\s+", re.IGNORECASE)
-_NAME = re.compile(r"^[^\W\d_]+(?:[ '.-]+[^\W\d_]+)*\.?$")
-# Words no name contains: an answer with one of them is something else ("never mind", "the name is wrong").
-_NOT_NAME_WORDS = {
-    "hi", "hello", "hey", "yes", "no", "not", "ok", "okay", "sure", "thanks", "thank", "please", "help", "stop",
-    "cancel", "mind", "what", "why", "how", "who", "when", "where", "which", "nope", "yeah", "yep", "idk", "skip",
-    "none", "fibromyalgia", "fibro", "pain", "back", "book", "booking", "appointment", "consultation", "want",
-    "need", "rather", "telling", "tell", "know", "wrong", "incorrect", "right", "correct", "misspelled",
-    "misspelt", "spelled", "spelt", "typo", "mistake", "changed", "change", "later", "anonymous",
-}
-# A whole message that declines an optional question ("skip", "no thanks", "I don't have one").
-_SKIP = re.compile(
-    r"^((no|nope|nah|ok|okay)[\s,]+)?(skip( it| this| that)?|no|nope|nah|none|n/?a|pass|nothing|not now|"
-    r"no thanks?|no thank you|(i'?d )?rather not( say)?|prefer not( to say)?|(i )?don'?t have (one|an? e-?mail"
-    r"( address)?)|no e-?mail( address)?|not (needed|necessary))([\s,]+(please|thanks?|thank you))?[\s.!,]*$",
-    re.IGNORECASE)
-# Messages that answer no question of the form (a call-back time cannot be "ok").
-_NON_ANSWERS = re.compile(r"^(yes|yeah|yep|no|nope|ok|okay|sure|thanks?|thank you|idk|i don'?t know|skip|"
-                          r"cancel|stop|hi|hello|hey|what|huh|\?+)[\s.!,]*$", re.IGNORECASE)
-# Plain yes and no at the summary, for when the classifier did not read them as affirm or deny.
-_YES = re.compile(r"^(yes|yeah|yep|yup|sure|correct|right|ok|okay|perfect|confirm(ed)?|send( it)?|"
-                  r"looks (good|right|fine)|all (good|correct)|that'?s (right|correct|fine))\b", re.IGNORECASE)
-_NO = re.compile(r"^(no|nope|nah|wrong|incorrect|not (right|correct)|change)\b", re.IGNORECASE)
-# An objection anywhere in the message: "yes but the phone number is wrong".
-_OBJECTION = re.compile(r"\b(wrong|incorrect|not (right|correct)|mistake|typo|misspel\w*|change|fix|but|except)\b",
-                        re.IGNORECASE)
-_QUESTION_START = re.compile(
-    r"^(what|how|why|who|whom|whose|when|where|which|is|are|does|do|did|can|could|should|would|will|"
-    r"may|tell me|explain)\b", re.IGNORECASE)
-# Words that name a field when the visitor wants to change it at the summary.
-FIELD_WORDS = {
-    "phone": re.compile(r"\b(phone|number|cell|mobile)\b", re.IGNORECASE),
-    "email": re.compile(r"\b(e-?mail|address)\b", re.IGNORECASE),
-    "name": re.compile(r"\bname\b", re.IGNORECASE),
-    "callback_time": re.compile(r"\b(time|when|call ?back|day|morning|afternoon|evening)\b", re.IGNORECASE),
-    "reason": re.compile(r"\b(reason|about|topic|visit)\b", re.IGNORECASE),
-}
-_NEW_NAME = re.compile(r"\bname\s+is\s+(.+)$", re.IGNORECASE)
-
-
-def normalise_phone(text: str) -> Optional[str]:
-    """The first US phone number in ``text`` in E.164 form (``+13105550134``), else None.
-
-    Accepts (310) 555-0134, 310.555.0134, 310-555-0134, 3105550134, +1 310 555 0134 and the like.
-    Area codes and exchanges cannot start with 0 or 1.
-    """
-    for match in _PHONE.finditer(bounded(text)):
-        area, exchange, line = match.group(2), match.group(3), match.group(4)
-        if area[0] in "01" or exchange[0] in "01":
-            continue
-        return f"+1{area}{exchange}{line}"
-    return None
-
-
-def display_phone(e164: str) -> str:
-    """``+13105550134`` as ``(310) 555-0134``."""
-    digits = re.sub(r"\D", "", e164)[-10:]
-    return f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
-
-
-def find_email(text: str) -> Optional[str]:
-    """The first email address in ``text``, lower-cased, else None."""
-    match = _EMAIL.search(bounded(text))
-    if not match or len(match.group(0)) > 254:  # longer addresses do not exist (RFC 5321)
-        return None
-    return match.group(0).lower()
-
-
-def is_skip(text: str) -> bool:
-    """Whether the visitor declines an optional question ("skip", "no thanks", "I don't have one")."""
-    return bool(_SKIP.match(bounded(text).strip()))
-
-
-def looks_like_question(text: str) -> bool:
-    """Whether ``text`` reads as a question rather than an answer."""
-    text = bounded(text).strip()
-    return "?" in text or bool(_QUESTION_START.match(text))
-
-
-def clean_name(text: str) -> Optional[str]:
-    """The person's name in an answer like "I'm Maria Lopez", else None."""
-    name = _NAME_PREFIX.sub("", bounded(text).strip()).strip(" .,!")
-    words = set(re.findall(r"[^\W\d_]+", name.lower()))
-    if not (2 <= len(name) <= 80) or len(name.split()) > 5 or words & _NOT_NAME_WORDS:
-        return None
-    if not _NAME.match(name) or looks_like_question(name):
-        return None
-    return name.title() if name.islower() or name.isupper() else name
-
-
-def free_text(text: str, limit: int = 300) -> Optional[str]:
-    """An answer in the visitor's own words (a call-back time, a reason), else None."""
-    text = re.sub(r"\s+", " ", bounded(text).strip())
-    if len(text) < 2 or text.startswith("/") or looks_like_question(text) or _NON_ANSWERS.match(text):
-        return None
-    return text[:limit].rstrip()  # rstrip: a second reading of the stored value gives it back unchanged
 
 
 def request_key(conversation_id: str, form_started_at: Any) -> str:
@@ -183,12 +80,22 @@ def form_started_at(tracker: Tracker) -> Any:
     return None
 
 
+def reset_booking() -> List[EventType]:
+    """Events that clear every detail of a consultation request, so the next one starts afresh."""
+    return [SlotSet(slot, None) for slot in (*BOOKING_FIELDS, FAILURES_SLOT, CHANGING_SLOT)]
+
+
+def end_booking() -> List[EventType]:
+    """Events that end a consultation request in progress (cancel, emergency, crisis) and drop it."""
+    return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_booking()]
+
+
 # --- The form -------------------------------------------------------------------------------------
 
 Parser = Callable[[str], Optional[Any]]
 
 
-class ConsultationFormValidation(FormValidationAction, abc.ABC):
+class ValidateConsultationForm(FormValidationAction):
     """Reads the answer to the question the form asked, or steps aside for a rule.
 
     Each ``extract_<field>`` runs only for the field just asked, on a new message. It returns:
@@ -200,9 +107,8 @@ class ConsultationFormValidation(FormValidationAction, abc.ABC):
       failure in a row.
     """
 
-    @abc.abstractmethod
     def name(self) -> Text:
-        """The validation action's name, ``validate_<form>``."""
+        return f"validate_{FORM}"
 
     @property
     def knowledge(self) -> Knowledge:
@@ -234,7 +140,9 @@ class ConsultationFormValidation(FormValidationAction, abc.ABC):
         if value is not None:
             return {field: value, FAILURES_SLOT: 0}
         intent, confidence = latest_intent(tracker)
-        if intent in (*ANSWERED_IN_FORM, STOP_INTENT) and confidence >= INTERRUPT_CONFIDENCE:
+        # A question a rule answers during the form (actions/intents.py), or cancel.
+        interrupts = intent == STOP_INTENT or intent in answered_in_form(self.knowledge)
+        if interrupts and confidence >= INTERRUPT_CONFIDENCE:
             return {}
         return self._failed(field, dispatcher, tracker)
 
@@ -247,18 +155,11 @@ class ConsultationFormValidation(FormValidationAction, abc.ABC):
     def _failed(self, field: str, dispatcher: CollectingDispatcher, tracker: Tracker) -> Dict[Text, Any]:
         failures = int(tracker.get_slot(FAILURES_SLOT) or 0) + 1
         booking = self.knowledge.booking
-        text = booking["fields"][field]["retry"]
+        text = booking.fields[field].retry
         if failures >= 2:
-            text = f"{text}\n\n{booking['second_failure']}"
+            text = f"{text}\n\n{booking.second_failure}"
         dispatcher.utter_message(text=text)
         return {field: None, FAILURES_SLOT: failures}
-
-
-class ValidateConsultationForm(ConsultationFormValidation):
-    """Validation of the ``consultation_form``."""
-
-    def name(self) -> Text:
-        return f"validate_{FORM}"
 
     def extract_name(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
         return self._read("name", dispatcher, tracker, clean_name)
@@ -283,38 +184,22 @@ class ValidateConsultationForm(ConsultationFormValidation):
             return {}
         intent, _ = latest_intent(tracker)
         text = latest_text(tracker).strip()
-        corrections = self._corrections(text)
-        if corrections:
-            return {**corrections, "confirmed": None, CHANGING_SLOT: False, FAILURES_SLOT: 0}
+        new_values = corrections(text)
+        if new_values:
+            return {**new_values, "confirmed": None, CHANGING_SLOT: False, FAILURES_SLOT: 0}
         changing = bool(tracker.get_slot(CHANGING_SLOT))
-        says_no = (intent == "deny" and not _YES.match(text)) or bool(_NO.match(text) or _OBJECTION.search(text))
-        says_yes = not says_no and (intent == "affirm" or bool(_YES.match(text)))
-        field = self._field_named(tracker, text, looking_for_field=changing or says_no)
+        no = (intent == "deny" and not says_yes(text)) or says_no(text)
+        yes = not no and (intent == "affirm" or says_yes(text))
+        field = self._field_named(tracker, text, looking_for_field=changing or no)
         if field:
             # Clearing the field makes the form ask for it again, then show the summary again.
             return {field: None, "confirmed": None, CHANGING_SLOT: False, FAILURES_SLOT: 0}
-        if says_yes:
+        if yes:
             # "Yes" at the summary sends; at "which detail?" it goes back to the summary.
             return {"confirmed": None if changing else True, CHANGING_SLOT: False, FAILURES_SLOT: 0}
-        if says_no:
+        if no:
             return {"confirmed": None, CHANGING_SLOT: True}
         return self._failed("confirmed", dispatcher, tracker)
-
-    @staticmethod
-    def _corrections(text: str) -> Dict[Text, Any]:
-        """New values given at the summary, e.g. "no, my number is 310 555 0134"."""
-        corrections: Dict[Text, Any] = {}
-        text = bounded(text)
-        phone = normalise_phone(text)
-        if phone:
-            corrections["phone"] = phone
-        email = find_email(text)
-        if email:
-            corrections["email"] = email
-        match = _NEW_NAME.search(text)
-        if match and clean_name(match.group(1)):
-            corrections["name"] = clean_name(match.group(1))
-        return corrections
 
     @staticmethod
     def _field_named(tracker: Tracker, text: str, looking_for_field: bool) -> Optional[str]:
@@ -323,12 +208,7 @@ class ValidateConsultationForm(ConsultationFormValidation):
         for value in tracker.get_latest_entity_values(FIELD_ENTITY):
             if value in BOOKING_FIELDS[:-1]:
                 return value
-        if not looking_for_field:
-            return None
-        for field, words in FIELD_WORDS.items():
-            if words.search(text):
-                return field
-        return None
+        return field_word(text) if looking_for_field else None
 
 
 class AskForField(ClinicAction, abc.ABC):
@@ -343,7 +223,7 @@ class AskForField(ClinicAction, abc.ABC):
         return f"action_ask_{self.field}"
 
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
-        dispatcher.utter_message(text=self.knowledge.booking["fields"][self.field]["ask"])
+        dispatcher.utter_message(text=self.knowledge.booking.fields[self.field].ask)
         return []
 
 
@@ -369,7 +249,7 @@ class ActionAskReason(AskForField):
 
 def summary_values(tracker: Tracker, knowledge: Knowledge) -> Dict[str, str]:
     """The request's fields as shown to the visitor."""
-    not_given = knowledge.booking["not_given"]
+    not_given = knowledge.booking.not_given
     values = {}
     for field in ("name", "callback_time", "email", "reason"):
         value = tracker.get_slot(field)
@@ -389,12 +269,12 @@ class ActionAskConfirmed(ClinicAction):
         booking = self.knowledge.booking
         if tracker.get_slot(CHANGING_SLOT):
             buttons = tuple(Button(title, f'/deny{{"{FIELD_ENTITY}":"{field}"}}')
-                            for field, title in booking["field_titles"].items())
-            say(dispatcher, Reply(booking["which_field"], buttons))
+                            for field, title in booking.field_titles.items())
+            say(dispatcher, Reply(booking.which_field, buttons))
             return []
-        text = booking["fields"]["confirmed"]["ask"].format(**summary_values(tracker, self.knowledge))
-        say(dispatcher, Reply(text, (Button(booking["confirm_send"], "/affirm"),
-                                     Button(booking["confirm_change"], "/deny"))))
+        text = booking.fields["confirmed"].ask.format(**summary_values(tracker, self.knowledge))
+        say(dispatcher, Reply(text, (Button(booking.confirm_send, "/affirm"),
+                                     Button(booking.confirm_change, "/deny"))))
         return []
 
 
@@ -421,9 +301,7 @@ def _optional(parse: Parser) -> Parser:
 # submission with any other value did not come through the form (a forged action call, a tampered
 # tracker) and is not stored.
 REVALIDATE: Dict[str, Parser] = {
-    # A stored name is name-shaped itself ("Its Bitsy" from "it's its bitsy" would not survive a second
-    # clean_name unchanged, but is what the form stored).
-    "name": lambda value: value if clean_name(value) and _NAME.match(value) and len(value) <= 80 else None,
+    "name": lambda value: value if is_stored_name(value) else None,
     "phone": _same_text(normalise_phone),
     "callback_time": _same_text(free_text),
     "email": _optional(_same_text(find_email)),
@@ -471,9 +349,9 @@ class ActionSubmitConsultation(ClinicAction):
         if invalid:
             logger.warning("Consultation request of conversation %s refused: invalid %s", tracker.sender_id,
                            ", ".join(invalid))
-            dispatcher.utter_message(text=booking["invalid_request"])
+            dispatcher.utter_message(text=booking.invalid_request)
             return reset_booking()
-        confirmation = booking["submitted"].format(**summary_values(tracker, self.knowledge))
+        confirmation = booking.submitted.format(**summary_values(tracker, self.knowledge))
         optional = {field: None if tracker.get_slot(field) in (None, SKIPPED) else tracker.get_slot(field)
                     for field in OPTIONAL_BOOKING_FIELDS}
         request = ConsultationRequest(
@@ -489,12 +367,13 @@ class ActionSubmitConsultation(ClinicAction):
             outcome = self.store().submit(request, consultation_limits())
         except Exception:  # noqa: BLE001 - any database failure: the visitor must call instead
             log_failure(logger, "Could not save the consultation request of conversation %s", tracker.sender_id)
-            dispatcher.utter_message(text=booking["save_failed"])
+            dispatcher.utter_message(text=booking.save_failed)
             return reset_booking()
         if outcome in (CONVERSATION_LIMIT, CLIENT_LIMIT):
             logger.warning("Consultation request of conversation %s refused: %s", tracker.sender_id,
                            outcome.replace("_", " "))
-            dispatcher.utter_message(text=booking[outcome])
+            dispatcher.utter_message(text=booking.conversation_limit if outcome == CONVERSATION_LIMIT
+                                     else booking.client_limit)
             return reset_booking()
         if outcome == DUPLICATE:
             logger.info("Consultation request of conversation %s was already stored", tracker.sender_id)
@@ -512,5 +391,5 @@ class ActionCancelConsultation(ClinicAction):
         return end_booking()
 
     async def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> EventList:
-        dispatcher.utter_message(text=self.knowledge.booking["cancelled"])
+        dispatcher.utter_message(text=self.knowledge.booking.cancelled)
         return end_booking()

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.booking import display_phone
+from actions.parsing import display_phone
 from actions.settings import ConfigError, database_url
 from actions.store import STATUSES, RequestStore
 

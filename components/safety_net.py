@@ -5,7 +5,8 @@ It runs after the intent classifier and before the ``FallbackClassifier``. When 
 pattern of ``knowledge/safety.yml`` the intent becomes ``crisis`` or ``emergency`` (checked first),
 ``other_language`` (``actions/language.py``), or ``medical_advice``, with confidence 1.0, so their
 rules answer it at any point of the conversation. The patterns are read from the knowledge files when
-the model is loaded.
+the model is loaded. It imports no action (rasa_sdk): the patterns' matcher is
+``actions/intents.py``, beside the knowledge it reads.
 
 One refinement, for hopelessness: when the *classifier* (no crisis pattern) took a message for a
 crisis, but it matches a ``hopeless`` pattern and asks for options ("nothing has worked, what's
@@ -27,14 +28,13 @@ from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KE
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from actions.intents import CRISIS_INTENT, OTHER_LANGUAGE_INTENT, SAFETY_INTENTS, classify
 from actions.knowledge import Knowledge, get_knowledge
 from actions.language import looks_non_english
 from actions.limits import bounded
-from actions.safety import CRISIS_INTENT, SAFETY_INTENTS, classify
 
 SAFETY_NET_KEY = "safety_net"
 HOPELESS_KEY = "hopeless"
-OTHER_LANGUAGE_INTENT = "other_language"
 # A classifier's crisis or emergency this sure is kept even when a medical-advice pattern matches ("should
 # I take all my pills tonight"); a less sure one (which the FallbackClassifier would drop anyway) is not.
 KEEP_SAFETY_CONFIDENCE = 0.5

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from sqlalchemy.engine import URL
 
+from actions.parsing import display_phone
 from actions.settings import database_url
 from actions.store import RequestStore
 from console import account, audit, auth, config, consultations, conversations, db, summary
@@ -111,9 +112,3 @@ def utc_datetime(value: Optional[dt.datetime]) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.timezone.utc)
     return value.strftime("%Y-%m-%d %H:%M")
-
-
-def display_phone(phone: Optional[str]) -> str:
-    if phone and len(phone) == 12 and phone.startswith("+1") and phone[1:].isdigit():
-        return f"({phone[2:5]}) {phone[5:8]}-{phone[8:]}"
-    return phone or ""

@@ -61,7 +61,7 @@ def kinds_of(answer: str, knowledge: Knowledge) -> Set[str]:
     for intent, reply in knowledge.replies.items():
         if " ".join(reply.text.split()) in flat:
             found.add("refusal" if intent == "medical_advice" else f"reply:{intent}")
-    if " ".join(knowledge.booking_text("fields")["name"]["ask"].split()) in flat:
+    if " ".join(knowledge.booking.fields["name"].ask.split()) in flat:
         found.add("reply:request_consultation")
     if " ".join(knowledge.crisis_text.split()) in flat:
         found.add("crisis")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, Dict, Iterable, List, Optional
 import pytest
 import sqlalchemy as sa
 import yaml
-from rasa_sdk import Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.knowledge import Knowledge, get_knowledge
@@ -58,6 +59,18 @@ def make_tracker(
         active_loop={"name": active_loop} if active_loop else {},
         latest_action_name=latest_action,
     )
+
+
+def step_intents(step):
+    """The intents a rule step is for: its ``intent``, or every ``intent`` of an ``or`` step."""
+    if "intent" in step:
+        return {step["intent"]}
+    return {part["intent"] for part in step.get("or", ()) if "intent" in part}
+
+
+def run(action: Action, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Runs ``action`` as the action server does and returns its events."""
+    return asyncio.run(action.run(dispatcher, tracker, domain))
 
 
 def texts(dispatcher: CollectingDispatcher) -> List[str]:

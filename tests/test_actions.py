@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from rasa_sdk.events import ActiveLoop, SessionStarted, SlotSet
 
 from actions.answers import ActionAnswer, ActionFallback, ActionSessionStart
-from actions.knowledge import REQUIRED_REPLY_INTENTS
+from actions.knowledge import get_knowledge
 from actions.safety import ActionSafety
-from tests.conftest import make_tracker, texts
+from tests.conftest import make_tracker, run, texts
 from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
-
-
-def run(action, dispatcher, tracker, domain):
-    return asyncio.run(action.run(dispatcher, tracker, domain))
 
 
 @pytest.mark.parametrize("topic", sorted(TOPIC_PHRASES))
@@ -86,7 +80,7 @@ def test_a_treatment_question_naming_none_gets_the_overview_with_treatment_butto
     assert events == [SlotSet("topic", "treatments")]
 
 
-@pytest.mark.parametrize("intent", REQUIRED_REPLY_INTENTS)
+@pytest.mark.parametrize("intent", sorted(get_knowledge().replies))
 def test_conversation_intents_get_their_reply(knowledge, dispatcher, domain, intent):
     run(ActionAnswer(), dispatcher, make_tracker(intent, "..."), domain)
     assert texts(dispatcher) == [knowledge.replies[intent].text]

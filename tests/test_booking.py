@@ -1,8 +1,7 @@
-"""The consultation form: validators, the validation action's decisions, the summary, submission."""
+"""The consultation form: the answers' parsers (actions/parsing.py), the validation action's decisions, the
+summary, submission."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 import sqlalchemy as sa
@@ -15,22 +14,14 @@ from actions.booking import (
     ActionCancelConsultation,
     ActionSubmitConsultation,
     ValidateConsultationForm,
-    clean_name,
-    display_phone,
-    find_email,
-    free_text,
-    is_skip,
-    normalise_phone,
 )
+from actions.intents import answered_in_form
+from actions.parsing import clean_name, display_phone, find_email, free_text, is_skip, normalise_phone
 from actions.store import RequestStore
-from tests.conftest import make_tracker, texts
+from tests.conftest import make_tracker, run, texts
 from tests.expectations import PHONE
 
 FORM = "consultation_form"
-
-
-def run(action, dispatcher, tracker, domain):
-    return asyncio.run(action.run(dispatcher, tracker, domain))
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -119,7 +110,7 @@ def test_an_emergency_wins_even_when_the_text_could_be_an_answer(dispatcher, dom
 def test_a_bad_answer_is_asked_again_and_the_second_failure_offers_the_phone(knowledge, dispatcher, domain):
     events = run(ValidateConsultationForm(), dispatcher, form_tracker("phone", "555"), domain)
     assert SlotSet("phone", None) in events and SlotSet("booking_failures", 1) in events
-    assert texts(dispatcher) == [knowledge.booking["fields"]["phone"]["retry"]]
+    assert texts(dispatcher) == [knowledge.booking.fields["phone"].retry]
     dispatcher.messages.clear()
     events = run(ValidateConsultationForm(), dispatcher,
                  form_tracker("phone", "five five five", slots={"booking_failures": 1}), domain)
@@ -158,7 +149,7 @@ def test_yes_at_the_summary_confirms(dispatcher, domain, text, intent):
 def test_an_unclear_answer_at_the_summary_is_asked_again(knowledge, dispatcher, domain):
     events = run(ValidateConsultationForm(), dispatcher, confirm("hmm maybe later", "nlu_fallback"), domain)
     assert SlotSet("confirmed", None) in events
-    assert texts(dispatcher) == [knowledge.booking["fields"]["confirmed"]["retry"]]
+    assert texts(dispatcher) == [knowledge.booking.fields["confirmed"].retry]
 
 
 def test_a_correction_at_the_summary_replaces_the_value_and_shows_the_summary_again(dispatcher, domain):
@@ -256,16 +247,16 @@ def test_cancel_ends_the_form_saves_nothing_and_offers_the_phone(sqlite_url, dis
     assert not sa.inspect(engine).has_table("consultation_requests")
 
 
-def test_interrupting_intents_match_the_rules(domain):
+def test_interrupting_intents_match_the_rules(knowledge, domain):
     """Every intent the form steps aside for has a rule answering it during the form."""
     import yaml
 
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, step_intents
     rules = yaml.safe_load((ROOT / "data" / "rules.yml").read_text())["rules"]
-    in_form = {rule["steps"][0]["intent"] for rule in rules
-               if rule.get("condition") == [{"active_loop": FORM}] and "intent" in rule["steps"][0]
-               and rule["steps"][1]["action"] == "action_answer"}
-    assert in_form == set(booking.ANSWERED_IN_FORM)
+    in_form = set().union(*(step_intents(rule["steps"][0]) for rule in rules
+                            if rule.get("condition") == [{"active_loop": FORM}]
+                            and rule["steps"][1].get("action") == "action_answer"))
+    assert in_form == answered_in_form(knowledge)
 
 
 def test_a_submission_that_fails_unexpectedly_still_clears_the_request(monkeypatch, sqlite_url, dispatcher, domain):
@@ -327,7 +318,7 @@ def test_a_conversation_stores_at_most_its_limit_then_gets_a_polite_reply(sqlite
         replies.append(texts(dispatcher)[0])
     assert len(RequestStore(sqlite_url).find("conv-1")) == 2
     assert "has been sent" in replies[1]
-    assert replies[2] == knowledge.booking["conversation_limit"] and PHONE in replies[2]
+    assert replies[2] == knowledge.booking.conversation_limit and PHONE in replies[2]
     assert SlotSet("name", None) in events
     assert "conversation conv-1 refused: conversation limit" in caplog.text and "Maria" not in caplog.text
 
@@ -339,7 +330,7 @@ def test_a_client_stores_at_most_its_limit_across_conversations(sqlite_url, know
         dispatcher = CollectingDispatcher()
         run(ActionSubmitConsultation(), dispatcher, with_client(submitted(sender=sender), "a1b2c3d4e5f60718"), domain)
         replies.append(texts(dispatcher)[0])
-    assert replies[2] == knowledge.booking["client_limit"] and PHONE in replies[2]
+    assert replies[2] == knowledge.booking.client_limit and PHONE in replies[2]
     assert RequestStore(sqlite_url).find("conv-c") == []
     # Another client, and a visitor without a (well-formed) client, are not affected.
     for sender, client in (("conv-d", "0000000000000000"), ("conv-e", None), ("conv-f", "not-a-client-id!")):

@@ -5,12 +5,17 @@ from __future__ import annotations
 import yaml
 from rasa_sdk.executor import ActionExecutor
 
-from actions.booking import ANSWERED_IN_FORM
-from tests.conftest import ROOT
+from actions.intents import READ_BY_THE_FORM, SPECIAL_INTENTS, answered_in_form
+from actions.knowledge import BOOKING_FIELDS
+from tests.conftest import ROOT, step_intents
 
 
 def load(name):
     return yaml.safe_load((ROOT / name).read_text())
+
+
+def rule_intents(rule):
+    return set().union(*(step_intents(step) for step in rule["steps"]))
 
 
 def test_every_domain_intent_has_training_examples_and_vice_versa(domain):
@@ -19,14 +24,28 @@ def test_every_domain_intent_has_training_examples_and_vice_versa(domain):
 
 
 def test_every_intent_has_a_rule(domain):
-    ruled = {step["intent"] for rule in load("data/rules.yml")["rules"] for step in rule["steps"] if "intent" in step}
+    ruled = set().union(*(rule_intents(rule) for rule in load("data/rules.yml")["rules"]))
     assert set(domain["intents"]) <= ruled
 
 
-def test_every_topic_and_reply_intent_is_in_the_domain(knowledge, domain):
-    answered = {topic.intent for topic in knowledge.topics.values()} | set(knowledge.replies)
-    assert answered <= set(domain["intents"])
-    assert set(ANSWERED_IN_FORM) <= answered
+def test_every_domain_intent_has_a_topic_a_reply_or_is_special_and_nothing_else(knowledge, domain):
+    assert set(domain["intents"]) == knowledge.answered_intents | set(SPECIAL_INTENTS)
+    assert not knowledge.answered_intents & set(SPECIAL_INTENTS)
+    assert set(READ_BY_THE_FORM) <= knowledge.answered_intents
+
+
+def test_action_answer_has_a_rule_for_every_topic_and_reply_intent_and_only_those(knowledge):
+    rules = load("data/rules.yml")["rules"]
+    answering = [rule for rule in rules if not rule.get("condition")
+                 and any(step.get("action") == "action_answer" for step in rule["steps"])]
+    assert set().union(*(rule_intents(rule) for rule in answering)) == knowledge.answered_intents
+    in_form = [rule for rule in rules if rule.get("condition")
+               and any(step.get("action") == "action_answer" for step in rule["steps"])]
+    assert set().union(*(rule_intents(rule) for rule in in_form)) == answered_in_form(knowledge)
+
+
+def test_the_form_asks_the_fields_the_actions_read_in_their_order(domain):
+    assert tuple(domain["forms"]["consultation_form"]["required_slots"]) == BOOKING_FIELDS
 
 
 def test_every_domain_action_is_served_by_the_action_server(domain):
@@ -42,7 +61,7 @@ def test_the_domain_holds_no_answer_texts(domain):
 def test_no_training_example_contradicts_the_safety_net(knowledge):
     """The safety patterns override the classifier: a training example they would move to another
     intent is mislabelled (or a pattern is too broad)."""
-    from actions.safety import classify
+    from actions.intents import classify
     contradictions = []
     for item in load("data/nlu.yml")["nlu"]:
         for line in item["examples"].splitlines():

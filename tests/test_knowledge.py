@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from actions.knowledge import (
-    REQUIRED_REPLY_INTENTS,
     REQUIRED_THERAPIES,
     REQUIRED_TOPICS,
     KnowledgeError,
@@ -37,10 +36,9 @@ def edit_yaml(path: Path, change) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
-def test_every_required_topic_therapy_and_reply_is_there(knowledge):
+def test_every_required_topic_and_therapy_is_there(knowledge):
     assert set(REQUIRED_TOPICS) <= set(knowledge.topics)
     assert set(REQUIRED_THERAPIES) <= set(knowledge.therapies)
-    assert set(REQUIRED_REPLY_INTENTS) <= set(knowledge.replies)
 
 
 @pytest.mark.skipif(not SOURCE_ARTICLE.exists(), reason="the shared source folder is not beside the repository")
@@ -61,7 +59,7 @@ def test_clinic_facts_are_substituted_everywhere(knowledge):
     assert "Santa Monica" in knowledge.topics["clinic"].answer
     assert "Dr. Hyun Bae" in knowledge.topics["doctor"].answer
     assert clinic.phone in knowledge.answer(knowledge.topics["symptoms"]).text
-    assert clinic.phone in knowledge.booking["cancelled"]
+    assert clinic.phone in knowledge.booking.cancelled
 
 
 def test_changing_the_phone_in_clinic_yml_changes_every_answer(knowledge_copy):
@@ -69,15 +67,15 @@ def test_changing_the_phone_in_clinic_yml_changes_every_answer(knowledge_copy):
     changed = load_knowledge(knowledge_copy)
     every_text = [changed.answer(t).text for t in (*changed.topics.values(), *changed.therapies.values())]
     every_text += [reply.text for reply in changed.replies.values()]
-    every_text += [changed.fallback.text, changed.error_text, changed.booking["cancelled"],
-                   changed.booking["save_failed"], changed.booking["submitted"]]
+    every_text += [changed.fallback.text, changed.error_text, changed.booking.cancelled,
+                   changed.booking.save_failed, changed.booking.submitted]
     assert not any("828-7757" in text for text in every_text)
     assert all("(310) 555-0199" in changed.answer(t).text for t in changed.topics.values())
     assert "(310) 555-0199" in changed.topics["contact"].answer
 
 
 @pytest.mark.parametrize("file, change, problem", [
-    ("topics.yml", lambda d: d["topics"].pop("surgery"), r"topics missing: surgery"),
+    ("topics.yml", lambda d: d["topics"].pop("treatments"), r"topics missing: treatments"),
     ("topics.yml", lambda d: d["therapies"].pop("biofeedback"), r"therapies missing: biofeedback"),
     ("topics.yml", lambda d: d["topics"]["causes"].update(sources=["Fibromyalgia is caused by gluten."]),
      r"not in the article"),
@@ -85,7 +83,6 @@ def test_changing_the_phone_in_clinic_yml_changes_every_answer(knowledge_copy):
     ("topics.yml", lambda d: d["topics"]["causes"].pop("answer"), r"'topics.causes.answer' is missing"),
     ("topics.yml", lambda d: d["topics"]["causes"].update(related=["astrology"]), r"names 'astrology'"),
     ("topics.yml", lambda d: d["therapies"]["biofeedback"].update(synonyms=["PT"]), r"synonym 'pt' names both"),
-    ("replies.yml", lambda d: d["intents"].pop("greet"), r"replies missing for intents: greet"),
     ("clinic.yml", lambda d: d.update(phone="call us"), r"'phone' must be a US phone number"),
     ("clinic.yml", lambda d: d["medical_director"].pop("name"), r"'medical_director.name' is missing"),
     ("safety.yml", lambda d: d["crisis"].update(patterns=["(unclosed"]), r"invalid expression"),
@@ -102,6 +99,20 @@ def test_a_broken_knowledge_file_is_refused_with_its_name_and_problem(knowledge_
         load_knowledge(knowledge_copy)
     assert raised.value.path == knowledge_copy / file
     assert re.search(problem, str(raised.value)), str(raised.value)
+
+
+@pytest.mark.parametrize("file, change, intent", [
+    ("topics.yml", lambda d: d["topics"].pop("surgery"), "ask_surgery"),
+    ("topics.yml", lambda d: d["topics"]["doctor"].update(intent="ask_medical_director"), "ask_doctor"),
+    ("replies.yml", lambda d: d["intents"].pop("greet"), "greet"),
+])
+def test_an_intent_of_the_domain_without_a_topic_or_reply_is_refused(knowledge_copy, file, change, intent):
+    edit_yaml(knowledge_copy / file, change)
+    with pytest.raises(KnowledgeError) as raised:
+        load_knowledge(knowledge_copy)
+    assert raised.value.path == knowledge_copy
+    assert raised.value.problem == ("no topic (topics.yml) or reply (replies.yml) answers the intents of domain.yml: "
+                                    + intent)
 
 
 def test_invalid_yaml_and_missing_files_are_refused(knowledge_copy):
@@ -146,7 +157,7 @@ def test_the_action_server_refuses_to_start_on_broken_knowledge(knowledge_copy):
     result = subprocess.run([sys.executable, "-m", "actions", "--port", "0"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "topics.yml: topics missing: doctor" in result.stderr
+    assert "answers the intents of domain.yml: ask_doctor" in result.stderr
     assert "Traceback" not in result.stderr
 
 

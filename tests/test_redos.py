@@ -18,12 +18,12 @@ from typing import Callable, Dict, List
 import pytest
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import booking
+from actions import parsing
 from actions.answers import ActionAnswer, ActionFallback
 from actions.booking import ValidateConsultationForm
+from actions.intents import classify
 from actions.knowledge import get_knowledge
 from actions.limits import MAX_TEXT_CHARS, bounded
-from actions.safety import classify
 from tests.conftest import make_tracker
 
 SIZE = 100_000
@@ -79,13 +79,17 @@ def cpu_seconds(call: Callable[[], object]) -> float:
 
 
 VALIDATORS: Dict[str, Callable[[str], object]] = {
-    "normalise_phone": booking.normalise_phone,
-    "find_email": booking.find_email,
-    "is_skip": booking.is_skip,
-    "looks_like_question": booking.looks_like_question,
-    "clean_name": booking.clean_name,
-    "free_text": booking.free_text,
-    "summary corrections": ValidateConsultationForm._corrections,
+    "normalise_phone": parsing.normalise_phone,
+    "find_email": parsing.find_email,
+    "is_skip": parsing.is_skip,
+    "looks_like_question": parsing.looks_like_question,
+    "clean_name": parsing.clean_name,
+    "free_text": parsing.free_text,
+    "summary corrections": parsing.corrections,
+    "says_yes": parsing.says_yes,
+    "says_no": parsing.says_no,
+    "field_word": parsing.field_word,
+    "is_stored_name": parsing.is_stored_name,
     "therapy_in_text": lambda text: get_knowledge().therapy_in_text(text),
     "safety classify": lambda text: classify(text, get_knowledge()),
 }
@@ -154,7 +158,7 @@ def test_text_is_capped_before_any_pattern_sees_it():
     assert bounded("a" * SIZE) == "a" * MAX_TEXT_CHARS
     assert bounded(None) == "" and bounded("short") == "short"
     # An address at the very start of a huge message is still found; the cap only cuts the tail.
-    assert booking.find_email("maria@example.com " + fill("a")) == "maria@example.com"
+    assert parsing.find_email("maria@example.com " + fill("a")) == "maria@example.com"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -164,7 +168,7 @@ def test_text_is_capped_before_any_pattern_sees_it():
     ("first a@b then maria@example.com", "maria@example.com"), ("maria@" + "b" * 64 + ".com", None),
 ])
 def test_the_linear_email_pattern_finds_what_the_old_one_did_within_rfc_limits(text, expected):
-    assert booking.find_email(text) == expected
+    assert parsing.find_email(text) == expected
 
 
 @pytest.mark.parametrize("pattern", [r"(\w+\s?)*help", r"\b(pain+)+\b", r"(?:a{1,5}){2,}x"])
