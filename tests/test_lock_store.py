@@ -188,7 +188,11 @@ def test_endpoints_postgres_yml_configures_this_lock_store(monkeypatch: pytest.M
     store = LockStore.create(endpoints.lock_store)
     assert isinstance(store, AtomicRedisLockStore)
     assert store.red.connection_pool.connection_kwargs["db"] == 1
-    assert store.issue_ticket("visitor") == 1
+    conversation = f"lock-store-test-{uuid.uuid4().hex}"  # db 1 is shared: a conversation of its own
+    try:
+        assert store.issue_ticket(conversation) == 1
+    finally:
+        store.delete_lock(conversation)
 
 
 # Two real Rasa servers on PostgreSQL with Rasa's own RedisLockStore: simultaneous messages of one
