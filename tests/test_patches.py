@@ -308,7 +308,7 @@ def _generated_conversations(policy, domain, conversations: int, seed: int = 9) 
     for conversation in range(conversations):
         tracker = DialogueStateTracker.from_events(f"generated-{conversation}", [
             ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")], domain.slots)
-        for turn in range(80):
+        for _turn in range(80):
             intent = rng.choice(intents)
             tracker.update(UserUttered(rng.choice(["", "some words"]),
                                        intent={"name": intent, "confidence": rng.random()}))
@@ -449,7 +449,7 @@ def test_applied_events_of_real_conversations_are_the_same(stored_events, monkey
     # The back button and a revert after every fifth event, so that turns are really undone.
     for sender, events in conversations.items():
         tracker = DialogueStateTracker.from_dict(sender, events, domain.slots)
-        for index, event in enumerate(list(tracker.events)):
+        for index in range(len(tracker.events)):
             if index % 5 == 4:
                 tracker.update(UserUtteranceReverted() if index % 10 == 4 else ActionReverted())
         mine = [event.as_dict() for event in tracker.applied_events()]
