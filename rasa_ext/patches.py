@@ -9,6 +9,7 @@ exactly what the original did.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable, Dict, List, Optional
 
@@ -242,3 +243,174 @@ def prebuild_action_response_validator() -> None:
 
 
 PATCHES += [cache_event_types, prebuild_action_response_validator]
+
+
+def window_rule_policy_states() -> None:
+    """``RulePolicy`` computes the dialogue states of the last few turns only, not of the whole history.
+
+    Rasa 3.6.21 builds the state of *every* past turn (``Domain.get_active_state`` on each prior tracker)
+    up to three times per message, and deep-copies and formats them all for a debug log even when debug
+    logging is off, so the cost of a message grew with the conversation. Only the last ``M`` states can
+    decide which rule applies, ``M`` being the length of the longest rule in the trained lookup
+    (``_is_rule_applicable`` accepts any rule at a turn further back than its length), so the patched
+    ``predict_action_probabilities`` builds those ``M`` states once per prediction (the tracker is still
+    replayed, which is cheap) and runs Rasa's own matching on them.
+
+    Rasa's ``_predict`` also returns, when no rule applies, a key made of *all* states; at prediction time
+    it only decides ``hide_rule_turn`` (whether the key is one of the lookup's ``rules_not_in_stories``).
+    Those keys are at most ``K`` states long, so when the history has more than ``K`` states no key can
+    match; when it has ``K`` or fewer, the original runs. The original also runs when debug logging is
+    on for ``rasa.core.policies.rule_policy`` (its log shows all states), for a subclass of ``RulePolicy``
+    or another featurizer, and for a tracker with a rule snippet action. Training is unchanged.
+    """
+    import copy
+
+    from rasa.core.featurizers.tracker_featurizers import MaxHistoryTrackerFeaturizer
+    from rasa.core.policies.rule_policy import (
+        DO_NOT_PREDICT_LOOP_ACTION,
+        LOOP_WAS_INTERRUPTED,
+        RULES,
+        RULES_FOR_LOOP_UNHAPPY_PATH,
+        RULES_NOT_IN_STORIES,
+        RulePolicy,
+    )
+    from rasa.shared.core.constants import ACTION_LISTEN_NAME, RULE_SNIPPET_ACTION_NAME
+    from rasa.shared.core.events import ActionExecuted
+    from rasa.shared.core.trackers import get_active_loop_name
+
+    original = RulePolicy.predict_action_probabilities
+    rule_logger = logging.getLogger("rasa.core.policies.rule_policy")
+
+    def plan(policy: RulePolicy) -> Optional[tuple]:
+        """(states needed, longest key of rules_not_in_stories) for this policy's lookup; None: original."""
+        cached = policy.__dict__.get("_rasa_ext_window")
+        if cached is not None and cached[0] is policy.lookup:
+            return cached[1]
+        result = None
+        if type(policy) is RulePolicy and type(policy.featurizer) is MaxHistoryTrackerFeaturizer:
+            rules = list(policy.lookup.get(RULES, {})) + list(policy.lookup.get(RULES_FOR_LOOP_UNHAPPY_PATH, {}))
+            needed = max([len(policy._rule_key_to_state(key)) for key in rules] + [1])
+            longest = 0
+            for key in policy.lookup.get(RULES_NOT_IN_STORIES, []):
+                try:
+                    value = json.loads(key)
+                except ValueError:
+                    continue
+                if isinstance(value, list):
+                    longest = max(longest, len(value))
+            result = (needed, longest)
+        policy.__dict__["_rasa_ext_window"] = (policy.lookup, result)
+        return result
+
+    def last_states(tracker: Any, domain: Any, window: int) -> tuple:
+        """(number of states, the last ``window`` states): what ``Domain.states_for_tracker_history``
+        gives (without rule-only turns ignored), only the last ``window`` computed."""
+        applied = tracker.applied_events()
+        total = 1 + sum(isinstance(event, ActionExecuted) for event in applied)
+        first = total - window
+        states = []
+        replay = tracker.init_copy()
+        index = 0
+        for event in applied:
+            if isinstance(event, ActionExecuted):
+                if index >= first:
+                    states.append(domain._clean_state(domain.get_active_state(replay)))
+                index += 1
+            replay.update(event)
+        states.append(domain._clean_state(domain.get_active_state(replay)))
+        return total, states
+
+    def predict_action_probabilities(self: RulePolicy, tracker: Any, domain: Any,
+                                     rule_only_data: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Any:
+        window = plan(self)
+        if (window is None or rule_logger.isEnabledFor(logging.DEBUG)
+                or any(isinstance(event, ActionExecuted) and event.action_name == RULE_SNIPPET_ACTION_NAME
+                       for event in tracker.events)):
+            return original(self, tracker, domain, rule_only_data, **kwargs)
+        needed, longest_unmatched_key = window
+        computed: list = []
+
+        def find(use_text: bool) -> tuple:
+            """``_find_action_from_rules`` on the last states: (action, rule key or None, returning from
+            an unhappy path, number of states)."""
+            if use_text and tracker.latest_action_name != ACTION_LISTEN_NAME:
+                return None, None, False, 0
+            if not computed:
+                computed.append(last_states(tracker, domain, needed))
+            total, raw = computed[0]
+            featurizer = self.featurizer
+            states = featurizer.slice_state_history(copy.deepcopy(raw), featurizer.max_history)
+            featurizer._choose_last_user_input([states], use_text)
+            count = total if featurizer.max_history is None else min(total, featurizer.max_history)
+            returning = False
+            rule_keys = self._get_possible_keys(self.lookup[RULES], states)
+            name = None
+            best = ""
+            if rule_keys:
+                best = max(rule_keys, key=len)
+                name = self.lookup[RULES].get(best)
+            loop = tracker.active_loop_name
+            if loop:
+                unhappy = [self.lookup[RULES_FOR_LOOP_UNHAPPY_PATH].get(key)
+                           for key in self._get_possible_keys(self.lookup[RULES_FOR_LOOP_UNHAPPY_PATH], states)]
+                if name == ACTION_LISTEN_NAME and not get_active_loop_name(self._rule_key_to_state(best)[-1]):
+                    if DO_NOT_PREDICT_LOOP_ACTION not in unhappy:
+                        return loop, best, returning, count
+                    name = None
+                if LOOP_WAS_INTERRUPTED in unhappy:
+                    returning = True
+            return name, best or None, returning, count
+
+        text_name, text_key, text_returning, _ = find(True)
+        default_name, default_source = self._find_action_from_default_actions(tracker)
+        if default_name and not text_name:
+            return self._rule_prediction(self._prediction_result(default_name, tracker, domain), default_source)
+        loop_name, loop_source = self._find_action_from_loop_happy_path(tracker)
+        if loop_name:
+            return self._rule_prediction(self._prediction_result(loop_name, tracker, domain), loop_source,
+                                         is_no_user_prediction=True)
+        if text_name:
+            return self._rule_prediction(self._prediction_result(text_name, tracker, domain), text_key,
+                                         returning_from_unhappy_path=text_returning, is_end_to_end_prediction=True)
+        name, key, returning, count = find(False)
+        if key is None and count <= longest_unmatched_key:
+            # Rasa's key of all states might be one of rules_not_in_stories: let Rasa decide.
+            return original(self, tracker, domain, rule_only_data, **kwargs)
+        probabilities = (self._prediction_result(name, tracker, domain) if name
+                         else self._default_predictions(domain))
+        # With no rule, Rasa's key has more states than any of rules_not_in_stories: hide_rule_turn False.
+        return self._rule_prediction(probabilities, key, returning_from_unhappy_path=text_returning or returning,
+                                     is_end_to_end_prediction=False)
+
+    predict_action_probabilities.__doc__ = original.__doc__
+    predict_action_probabilities.__wrapped__ = original  # type: ignore[attr-defined]
+    RulePolicy.predict_action_probabilities = predict_action_probabilities  # type: ignore[assignment]
+
+
+PATCHES += [window_rule_policy_states]
+
+
+def undo_without_copying() -> None:
+    """``DialogueStateTracker._undo_till_previous`` removes the undone events without copying the list.
+
+    ``applied_events`` (run several times per message over the whole session) calls it for every reverted
+    turn (``UserUtteranceReverted``, ``ActionReverted``: the back button, the fallback's reverts) and the
+    original copied all events applied so far each time (``reversed(done_events[:])``), so a session's
+    cost grew with the square of its reverts. It removes the same events, from the end, up to and
+    including the first of ``event_type``.
+    """
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    original = DialogueStateTracker.__dict__["_undo_till_previous"].__func__
+
+    def _undo_till_previous(event_type: type, done_events: list) -> None:
+        while done_events:
+            if isinstance(done_events.pop(), event_type):
+                break
+
+    _undo_till_previous.__doc__ = original.__doc__
+    _undo_till_previous.__wrapped__ = original  # type: ignore[attr-defined]
+    DialogueStateTracker._undo_till_previous = staticmethod(_undo_till_previous)  # type: ignore[assignment]
+
+
+PATCHES += [undo_without_copying]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import itertools
 import json
 import sqlite3
 from pathlib import Path
@@ -237,3 +238,223 @@ def test_a_subclass_with_its_own_schema_keeps_the_original_path() -> None:
         assert _outcome(RemoteAction._validate_action_result, action, response) == \
                _outcome(original, action, response)
     assert _outcome(RemoteAction._validate_action_result, action, {"responses": []})[0] == "ValidationError"
+
+
+# --- RulePolicy's states of the last turns only ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rule_policy():
+    """The trained RulePolicy of the project's model, as the server runs it."""
+    from rasa.core.agent import Agent
+    from rasa.core.policies.rule_policy import RulePolicy
+
+    agent = Agent.load(str(ROOT / "models" / "clinic.tar.gz"))
+    nodes = agent.processor.graph_runner._instantiated_nodes
+    policy = next(node._component for node in nodes.values() if isinstance(getattr(node, "_component", None), RulePolicy))
+    return policy, agent.domain
+
+
+def _same_prediction(policy, tracker, domain) -> Any:
+    """Runs the patched and the original prediction on the same tracker; returns the original's."""
+    from rasa.core.policies.rule_policy import RulePolicy
+
+    patched = RulePolicy.predict_action_probabilities(policy, tracker, domain)
+    original = RulePolicy.predict_action_probabilities.__wrapped__(policy, tracker, domain)
+    assert vars(patched) == vars(original), [event.as_dict() for event in tracker.events][-8:]
+    return original
+
+
+def test_rule_policy_predicts_as_before_at_every_step_of_every_story(rule_policy) -> None:
+    """Every prefix (before each action) of every training and test story and rule."""
+    from rasa.shared.core.generator import TrainingDataGenerator
+    from rasa.shared.importers.importer import TrainingDataImporter
+
+    policy, domain = rule_policy
+    checked = 0
+    for paths in (["data/stories.yml", "data/rules.yml"], ["tests/test_stories.yml"]):
+        importer = TrainingDataImporter.load_from_dict(domain_path=str(ROOT / "domain.yml"),
+                                                      training_data_paths=[str(ROOT / p) for p in paths])
+        trackers = TrainingDataGenerator(importer.get_stories(), domain, augmentation_factor=0,
+                                         use_story_concatenation=False).generate()
+        for tracker in trackers:
+            events = list(tracker.events)
+            for index, event in enumerate(events):
+                if event.type_name == "action":
+                    prefix = DialogueStateTracker.from_events("story", events[:index], domain.slots)
+                    _same_prediction(policy, prefix, domain)
+                    checked += 1
+    assert checked > 300
+
+
+def _generated_conversations(policy, domain, conversations: int, seed: int = 9) -> set:
+    """Random conversations of 80 turns (random intents, the predicted actions, the form's loop started,
+    rejected and left, slots set and unset at random, new sessions, reverted turns), each prediction
+    checked against the original; returns the actions predicted (and "rejected", "interrupted")."""
+    import random
+
+    from rasa.shared.core.events import (
+        ActionExecuted,
+        ActionExecutionRejected,
+        ActiveLoop,
+        SessionStarted,
+        SlotSet,
+        UserUtteranceReverted,
+        UserUttered,
+    )
+
+    rng = random.Random(seed)
+    intents = sorted(domain.intents)
+    checked = set()
+    for conversation in range(conversations):
+        tracker = DialogueStateTracker.from_events(f"generated-{conversation}", [
+            ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")], domain.slots)
+        for _turn in range(80):
+            intent = rng.choice(intents)
+            tracker.update(UserUttered(rng.choice(["", "some words"]),
+                                       intent={"name": intent, "confidence": rng.random()}))
+            for _ in range(4):
+                prediction = _same_prediction(policy, tracker, domain)
+                best = max(range(len(prediction.probabilities)), key=prediction.probabilities.__getitem__)
+                action = domain.action_names_or_texts[best] if prediction.max_confidence > 0 else "action_listen"
+                checked.add(action)
+                if action == tracker.active_loop_name and rng.random() < 0.4:
+                    tracker.update(ActionExecutionRejected(action))  # the visitor's answer does not fit
+                    checked.add("rejected")
+                    continue
+                if prediction.events:
+                    checked.add("interrupted")
+                tracker.update(ActionExecuted(action))
+                if action == tracker.active_loop_name and rng.random() < 0.3:
+                    # The form refused, and a rule answered (an unhappy path).
+                    tracker.update(ActionExecutionRejected(action))
+                    tracker.update(ActionExecuted("action_answer"))
+                    continue
+                if action in domain.form_names and rng.random() < 0.7:
+                    tracker.update(ActiveLoop(action))
+                    tracker.update(SlotSet("requested_slot", rng.choice([None, *list(domain.slots)[:6]]).__str__()))
+                elif rng.random() < 0.1:
+                    tracker.update(ActiveLoop(None))
+                if rng.random() < 0.2:
+                    slot = rng.choice(domain.slots)
+                    tracker.update(SlotSet(slot.name, rng.choice([None, "x", True, 1.0])))
+                if action == "action_listen":
+                    break
+            else:
+                tracker.update(ActionExecuted("action_listen"))
+            if rng.random() < 0.05:
+                tracker.update(UserUtteranceReverted())
+            if rng.random() < 0.02:
+                tracker.update(ActionExecuted("action_session_start"))
+                tracker.update(SessionStarted())
+                tracker.update(ActionExecuted("action_listen"))
+    return checked
+
+
+def test_rule_policy_predicts_as_before_in_long_generated_conversations(rule_policy) -> None:
+    policy, domain = rule_policy
+    checked = _generated_conversations(policy, domain, conversations=12)
+    # The answers, the fallback, the form (started, rejected, filled, submitted), the defaults.
+    assert {"action_answer", "action_fallback", "consultation_form", "action_submit_consultation",
+            "action_back", "action_restart", "rejected"} <= checked, checked
+
+
+def test_rule_policy_predicts_as_before_when_rules_return_to_an_interrupted_form(rule_policy) -> None:
+    """The project's rules never mark a form as interrupted: a copy of the policy with unhappy-path rules
+    that do (``LOOP_WAS_INTERRUPTED`` after an answer given while the form is active, as a rule that
+    returns to the form would) exercises that branch."""
+    from rasa.core.policies.rule_policy import LOOP_WAS_INTERRUPTED, RULES_FOR_LOOP_UNHAPPY_PATH
+
+    policy, domain = rule_policy
+    interrupting = copy.copy(policy)
+    loop = {"active_loop": {"name": "consultation_form"}}
+    answered = {**loop, "prev_action": {"action_name": "action_answer"}}
+    extra = {json.dumps([answered], sort_keys=True): LOOP_WAS_INTERRUPTED,
+             json.dumps([{**loop, "prev_action": {"action_name": "action_listen"}}, answered], sort_keys=True):
+                 LOOP_WAS_INTERRUPTED}
+    interrupting.lookup = {**policy.lookup, RULES_FOR_LOOP_UNHAPPY_PATH: {
+        **policy.lookup[RULES_FOR_LOOP_UNHAPPY_PATH], **extra}}
+    assert "interrupted" in _generated_conversations(interrupting, domain, conversations=6, seed=3)
+
+
+def test_rule_policy_lets_rasa_decide_when_its_key_of_all_states_may_be_a_rule_not_in_stories(rule_policy) -> None:
+    """With no rule for the history, Rasa's key of all its states decides ``hide_rule_turn``: a copy of the
+    policy whose ``rules_not_in_stories`` holds that key hides the turn, patched or not."""
+    from rasa.core.policies.rule_policy import RULES_NOT_IN_STORIES, RulePolicy
+    from rasa.shared.core.events import ActionExecuted, UserUttered
+
+    policy, domain = rule_policy
+    for intent, action in itertools.product(sorted(domain.intents), domain.action_names_or_texts):
+        tracker = DialogueStateTracker.from_events("short", [
+            ActionExecuted("action_listen"), UserUttered("", intent={"name": intent, "confidence": 1.0}),
+            ActionExecuted(action)], domain.slots)
+        prediction, key = policy._predict(tracker, domain)
+        if prediction.max_confidence < 1 and key and key not in policy.lookup[RULES_NOT_IN_STORIES]:
+            break
+    else:
+        pytest.fail("a rule for every history")
+    hiding = copy.copy(policy)
+    hiding.lookup = {**policy.lookup, RULES_NOT_IN_STORIES: [*policy.lookup[RULES_NOT_IN_STORIES], key]}
+    assert RulePolicy.predict_action_probabilities.__wrapped__(hiding, tracker, domain).hide_rule_turn
+    _same_prediction(hiding, tracker, domain)
+
+
+def test_rule_policy_builds_only_the_last_states_of_a_long_conversation(rule_policy, monkeypatch) -> None:
+    from rasa.core.policies.rule_policy import RulePolicy
+    from rasa.shared.core.events import ActionExecuted, UserUttered
+
+    policy, domain = rule_policy
+    events = [ActionExecuted("action_listen")]
+    for _ in range(100):
+        events += [UserUttered("hi", intent={"name": "greet", "confidence": 1.0}), ActionExecuted("action_answer"),
+                   ActionExecuted("action_listen")]
+    tracker = DialogueStateTracker.from_events("long", events, domain.slots)
+    built = []
+    get_active_state = type(domain).get_active_state
+    monkeypatch.setattr(type(domain), "get_active_state", lambda *args, **kw: built.append(1) or get_active_state(*args, **kw))
+    RulePolicy.predict_action_probabilities.__wrapped__(policy, tracker, domain)
+    assert len(built) > 300  # Rasa: every past state, twice (text, then intent)
+    built.clear()
+    RulePolicy.predict_action_probabilities(policy, tracker, domain)
+    assert len(built) == 3  # the longest rule's length
+
+
+# --- Undoing reverted turns without copying ----------------------------------------------------------------
+
+def test_undoing_reverted_turns_removes_the_same_events() -> None:
+    import random
+
+    from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
+
+    patched = DialogueStateTracker._undo_till_previous
+    original = patched.__wrapped__
+    assert patched is not original
+    rng = random.Random(9)
+    kinds = [lambda: ActionExecuted("action_listen"), lambda: UserUttered("hi"), lambda: SlotSet("name", "x")]
+    for _ in range(300):
+        events = [rng.choice(kinds)() for _ in range(rng.randrange(0, 12))]
+        for event_type in (ActionExecuted, UserUttered, SlotSet, ActionReverted):
+            mine, theirs = list(events), list(events)
+            patched(event_type, mine)
+            original(event_type, theirs)
+            assert mine == theirs
+
+
+def test_applied_events_of_real_conversations_are_the_same(stored_events, monkeypatch) -> None:
+    from rasa.shared.core.events import UserUtteranceReverted
+
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    conversations: Dict[str, List[Dict[str, Any]]] = {}
+    for event in stored_events:
+        conversations.setdefault(event["sender_id"], []).append(event)
+    # The back button and a revert after every fifth event, so that turns are really undone.
+    for sender, events in conversations.items():
+        tracker = DialogueStateTracker.from_dict(sender, events, domain.slots)
+        for index in range(len(tracker.events)):
+            if index % 5 == 4:
+                tracker.update(UserUtteranceReverted() if index % 10 == 4 else ActionReverted())
+        mine = [event.as_dict() for event in tracker.applied_events()]
+        monkeypatch.setattr(DialogueStateTracker, "_undo_till_previous",
+                            staticmethod(DialogueStateTracker._undo_till_previous.__wrapped__))
+        theirs = [event.as_dict() for event in tracker.applied_events()]
+        monkeypatch.undo()
+        assert mine == theirs and len(mine) < len(tracker.events)

@@ -396,3 +396,106 @@ def test_the_migration_command_says_why_it_cannot_reach_the_database():
     done = _migrate_command({"CLINIC_DB_URL": "postgresql://postgres@127.0.0.1:1/nowhere"})
     assert done.returncode == 2
     assert "cannot be prepared" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- the row cache and SQLite's write-ahead log (issue 9) --------------------------------------------------
+
+def rasa_store_on(url: URL) -> SQLTrackerStore:
+    """Rasa's own store on the same database: the reference for what a read must return."""
+    if url.get_backend_name() == "sqlite":
+        return SQLTrackerStore(domain=DOMAIN, dialect="sqlite", db=url.database)
+    return SQLTrackerStore(domain=DOMAIN, dialect="postgresql", host=url.host, port=url.port or 5432,
+                           db=url.database, username=url.username, password=url.password)
+
+
+def dump(tracker) -> list:
+    return None if tracker is None else [event.as_dict() for event in tracker.events]
+
+
+def assert_reads_as_rasa(store: ResilientSQLTrackerStore, reference: SQLTrackerStore, sender: str) -> None:
+    assert dump(run(store.retrieve(sender))) == dump(run(reference.retrieve(sender)))
+    assert dump(run(store.retrieve_full_tracker(sender))) == dump(run(reference.retrieve_full_tracker(sender)))
+
+
+def sql(url: URL, statement: str, **values) -> None:
+    engine = sa.create_engine(url, future=True)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(statement), values)
+    finally:
+        engine.dispose()
+
+
+def test_two_servers_sharing_the_database_never_read_a_stale_conversation(url):
+    """Two stores (two Rasa processes' views) take turns writing one conversation in random order; after
+    every write each reads exactly what Rasa's own store reads, sessions included."""
+    import random
+
+    first, second, reference = store_on(url), store_on(url), rasa_store_on(url)
+    sender = uuid.uuid4().hex
+    rng = random.Random(9)
+    clock = 1_700_000_000.0
+    for step in range(40):
+        writer = rng.choice([first, second])
+        tracker = run(writer.retrieve(sender)) or DialogueStateTracker(sender, DOMAIN.slots)
+        clock += 1
+        if step % 13 == 0:  # a new session: reads keep only it, full reads keep all
+            tracker.update(SessionStarted(timestamp=clock))
+        tracker.update(ActionExecuted("action_listen", timestamp=clock + 0.25))
+        tracker.update(UserUttered(f"message {step}", intent={"name": "greet", "confidence": 1.0},
+                                   timestamp=clock + 0.5))
+        tracker.update(SlotSet("requested_slot", f"slot {step}", timestamp=clock + 0.75))
+        run(writer.save(tracker))
+        for store in (first, second):
+            assert_reads_as_rasa(store, reference, sender)
+    assert len(stored_rows(url)) == 40 * 3 + 4  # nothing written twice
+
+
+def test_a_row_committed_late_or_deleted_is_seen_by_a_store_that_cached_the_conversation(url):
+    store, reference = store_on(url), rasa_store_on(url)
+    sender = uuid.uuid4().hex
+    run(store.save(conversation(sender)))
+    event = json.dumps(ActionExecuted("utter_late", timestamp=2_000_000_000.0).as_dict())
+    top = max(row["id"] for row in stored_rows(url))
+    # Another process's insert commits with a higher id, then one with a lower id (a later commit).
+    sql(url, "INSERT INTO events (id, sender_id, type_name, timestamp, data) VALUES (:id, :s, 'action', 2e9, :d)",
+        id=top + 10, s=sender, d=event)
+    assert_reads_as_rasa(store, reference, sender)
+    sql(url, "INSERT INTO events (id, sender_id, type_name, timestamp, data) VALUES (:id, :s, 'action', 2e9, :d)",
+        id=top + 5, s=sender, d=event)
+    assert_reads_as_rasa(store, reference, sender)
+    assert sum(isinstance(e, ActionExecuted) and e.action_name == "utter_late"
+               for e in run(store.retrieve(sender)).events) == 2
+    sql(url, "DELETE FROM events WHERE id = :id", id=top + 5)
+    assert_reads_as_rasa(store, reference, sender)
+    sql(url, "DELETE FROM events WHERE sender_id = :s", s=sender)
+    assert run(store.retrieve(sender)) is None
+
+
+def test_a_cached_read_fetches_only_the_rows_added_since(tmp_path):
+    url = make_url(f"sqlite:///{tmp_path / 'conversations.db'}")
+    store = store_on(url)
+    sender = uuid.uuid4().hex
+    tracker = conversation(sender)
+    run(store.save(tracker))
+    statements: List[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *args: statements.append(statement))
+    run(store.retrieve(sender))
+    tracker.update(ActionExecuted("action_listen"))
+    run(store.save(tracker))
+    # No statement reads the whole conversation (Rasa's query, or the store's own full read) again.
+    reads = [s for s in statements if "events.data" in s]
+    assert reads and all("events.id >" in s for s in reads), statements
+    assert not any("max(events.timestamp)" in s for s in statements)
+    assert len(stored_rows(url)) == len(tracker.events)
+
+
+def test_sqlite_runs_with_a_write_ahead_log_and_no_fsync_per_commit(tmp_path):
+    store = store_on(make_url(f"sqlite:///{tmp_path / 'conversations.db'}"))
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    plain = store_on(make_url(f"sqlite:///{tmp_path / 'plain.db'}"), sqlite_wal=False)
+    with plain.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
