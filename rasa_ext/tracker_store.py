@@ -24,7 +24,7 @@ Rasa's table, rows and queries, and changes what happens when the database misbe
 
 And it is cheaper per message, the same at turn 100 as at turn 1 (issue 9):
 
-* Each store keeps the rows it last read of its most recent conversations (:class:`RowCache`). A read
+* Each store keeps the rows it last read of its most recent conversations (:class:`Recent`). A read
   checks them against the database with one count (the sender's rows up to the last cached id) and fetches
   only the rows added since; anything else (a row another process inserted below the last cached id, a
   deleted row) makes it read the whole conversation again, as Rasa does. So several Rasa processes may share
@@ -32,6 +32,10 @@ And it is cheaper per message, the same at turn 100 as at turn 1 (issue 9):
   is selected from the rows exactly as Rasa's query selects it (``timestamp >=`` the latest
   ``session_started`` timestamp). ``save`` counts the stored events of the session from the same cache
   instead of running Rasa's count query.
+* It also keeps the events it deserialised from those rows (``Parsed``), so a read deserialises
+  only the new rows (``json.loads`` and ``Event.from_parameters``, the larger part of a read at turn 100)
+  and replays the tracker from copies of the others with ``DialogueStateTracker.from_events``, as Rasa's
+  ``from_dict`` does from all of them. A cached event counts only while its row still has the same data.
 * SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit no longer waits for an fsync (one per
   message, ~24 ms on this machine, taken while holding the database's only write lock), and readers never
   wait for the writer. The database stays consistent after any crash; a power cut or an operating-system
@@ -48,7 +52,7 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Text, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generator, Generic, Iterable, List, Optional, Text, Tuple, TypeVar
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
@@ -62,7 +66,7 @@ from rasa.core.tracker_store import (
     validate_port,
 )
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import SessionStarted
+from rasa.shared.core.events import Event, SessionStarted, deserialise_events
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
@@ -71,6 +75,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 # Control characters except \t (09) and \n (0a), DEL and the C1 controls, and lone surrogates.
 _UNSTORABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -133,6 +138,10 @@ def is_transient(error: SQLAlchemyError) -> bool:
 
 # One stored event as the cache keeps it: (id, type_name, timestamp, data).
 Row = Tuple[int, str, Optional[float], str]
+# The events deserialised from the rows last read, by row id: (the row's data, its events). They are never
+# handed out (a tracker gets copies, see fresh()); an entry counts only while the row still has that data
+# (SQLite may give a deleted row's id to a new row).
+Parsed = Dict[int, Tuple[str, List[Event]]]
 
 
 def latest_session(rows: List[Row]) -> List[Row]:
@@ -146,30 +155,39 @@ def latest_session(rows: List[Row]) -> List[Row]:
     return [row for row in rows if row[2] is not None and row[2] >= start]
 
 
-class RowCache:
-    """The stored rows of the most recently used conversations (at most ``size``), each with the greatest
-    id among them. Shared by the store's worker threads: entries are replaced, never changed in place."""
+def fresh(event: Event) -> Event:
+    """A shallow copy of ``event`` (what ``copy.copy`` makes of it, Rasa's events having no copy hooks,
+    four times faster): Rasa reassigns attributes of a tracker's events (``timestamp``, ``metadata``), so a
+    tracker never gets the cached objects themselves."""
+    copied = object.__new__(type(event))
+    copied.__dict__.update(event.__dict__)
+    return copied
+
+
+class Recent(Generic[V]):
+    """A value per conversation for the most recently used conversations (at most ``size``; 0 keeps none).
+    Shared by the store's worker threads: values are replaced, never changed in place."""
 
     def __init__(self, size: int) -> None:
         self.size = max(0, int(size))
-        self._rows: "collections.OrderedDict[str, List[Row]]" = collections.OrderedDict()
+        self._values: "collections.OrderedDict[str, V]" = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Optional[List[Row]]:
+    def get(self, key: str) -> Optional[V]:
         with self._lock:
-            rows = self._rows.get(key)
-            if rows is not None:
-                self._rows.move_to_end(key)
-            return rows
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+            return value
 
-    def put(self, key: str, rows: List[Row]) -> None:
+    def put(self, key: str, value: V) -> None:
         if not self.size:
             return
         with self._lock:
-            self._rows[key] = rows
-            self._rows.move_to_end(key)
-            while len(self._rows) > self.size:
-                self._rows.popitem(last=False)
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
 
 
 def use_wal(dbapi_connection: Any, _record: Any) -> None:
@@ -188,8 +206,8 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
 
     Extra endpoint keys (optional): ``attempts`` (tries per read or write, default 3), ``retry_delay``
     (seconds before the second try, doubled each time, default 0.2), ``connect_timeout`` (PostgreSQL,
-    seconds, default 3), ``cached_conversations`` (how many conversations' rows are kept, default 256; 0
-    reads every conversation whole, as Rasa does), ``sqlite_wal`` (default true).
+    seconds, default 3), ``cached_conversations`` (how many conversations' rows and events are kept, default
+    256; 0 reads and deserialises every conversation whole, as Rasa does), ``sqlite_wal`` (default true).
     """
 
     def __init__(
@@ -226,7 +244,8 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         self.engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True, **engine_kwargs)
         if self.engine.dialect.name == "sqlite" and sqlite_wal:
             sa.event.listen(self.engine, "connect", use_wal)
-        self.cache = RowCache(cached_conversations)
+        self.cache: Recent[List[Row]] = Recent(cached_conversations)
+        self.parsed: Recent[Parsed] = Recent(cached_conversations)
         self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
         TrackerStore.__init__(self, domain, event_broker, **kwargs)
         self._create_tables_at_start()
@@ -324,19 +343,35 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         rows = await self._run("read", key, read)
         if not (self.domain and rows):
             return None
-        events = []
-        for row_id, _, _, data in rows:
-            try:
-                events.append(json.loads(data))
-            except (TypeError, ValueError):
-                # Named by id (never its text): the conversation gets the technical-problem reply, not a
-                # fresh start over a hole in its history; the others are unaffected.
-                raise unavailable(f"conversation {key!r}: stored event id {row_id} cannot be read") from None
         try:
-            return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
+            events = self._events(key, rows)
+            return DialogueStateTracker.from_events(sender_id, events, self.domain.slots)
+        except TrackerStoreUnavailable:
+            raise
         except Exception as error:
             raise unavailable(f"conversation {key!r}: its stored events cannot be replayed "
                               f"({type(error).__name__})") from error
+
+    def _events(self, key: str, rows: List[Row]) -> List[Event]:
+        """The events of ``rows``, as Rasa's ``DialogueStateTracker.from_dict`` deserialises them: only
+        the rows not deserialised at the previous read are, the others are copies of the cached events."""
+        known = self.parsed.get(key) or {}
+        kept: Parsed = {}
+        events: List[Event] = []
+        for row_id, _, _, data in rows:
+            cached = known.get(row_id)
+            if cached is None or cached[0] != data:
+                try:
+                    value = json.loads(data)
+                except (TypeError, ValueError):
+                    # Named by id (never its text): the conversation gets the technical-problem reply, not
+                    # a fresh start over a hole in its history; the others are unaffected.
+                    raise unavailable(f"conversation {key!r}: stored event id {row_id} cannot be read") from None
+                cached = (data, deserialise_events([value]))
+            kept[row_id] = cached
+            events.extend(fresh(event) for event in cached[1])
+        self.parsed.put(key, kept)
+        return events
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Stores the events the database does not have yet (Rasa's rule: those after the stored count of

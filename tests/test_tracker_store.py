@@ -21,8 +21,16 @@ import pytest
 import sqlalchemy as sa
 from rasa.core.tracker_store import FailSafeTrackerStore, InMemoryTrackerStore, SQLTrackerStore
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted, SessionStarted, SlotSet, UserUttered
-from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.core.events import (
+    ActionExecuted,
+    ActiveLoop,
+    BotUttered,
+    SessionStarted,
+    SlotSet,
+    UserUtteranceReverted,
+    UserUttered,
+)
+from rasa.shared.core.trackers import DialogueStateTracker, EventVerbosity
 from sqlalchemy.engine import URL, make_url
 
 from rasa_ext.migrate import migrate
@@ -409,7 +417,12 @@ def rasa_store_on(url: URL) -> SQLTrackerStore:
 
 
 def dump(tracker) -> list:
-    return None if tracker is None else [event.as_dict() for event in tracker.events]
+    """Everything a read gives: the events, and the state replayed from them (slots, active loop, latest
+    message and action, paused, followup: Rasa's ``current_state`` of all events)."""
+    if tracker is None:
+        return None
+    return [[event.as_dict() for event in tracker.events], tracker.current_state(EventVerbosity.ALL),
+            tracker.is_paused(), tracker.followup_action]
 
 
 def assert_reads_as_rasa(store: ResilientSQLTrackerStore, reference: SQLTrackerStore, sender: str) -> None:
@@ -445,10 +458,13 @@ def test_two_servers_sharing_the_database_never_read_a_stale_conversation(url):
         tracker.update(UserUttered(f"message {step}", intent={"name": "greet", "confidence": 1.0},
                                    timestamp=clock + 0.5))
         tracker.update(SlotSet("requested_slot", f"slot {step}", timestamp=clock + 0.75))
+        if step % 7 == 3:  # a form, and a reverted message: replaying them changes the state
+            tracker.update(ActiveLoop("consultation_form" if step % 14 == 3 else None, timestamp=clock + 0.8))
+            tracker.update(UserUtteranceReverted(timestamp=clock + 0.9))
         run(writer.save(tracker))
         for store in (first, second):
             assert_reads_as_rasa(store, reference, sender)
-    assert len(stored_rows(url)) == 40 * 3 + 4  # nothing written twice
+    assert len(stored_rows(url)) == 40 * 3 + 4 + 6 * 2  # nothing written twice
 
 
 def test_a_row_committed_late_or_deleted_is_seen_by_a_store_that_cached_the_conversation(url):
@@ -499,3 +515,62 @@ def test_sqlite_runs_with_a_write_ahead_log_and_no_fsync_per_commit(tmp_path):
     plain = store_on(make_url(f"sqlite:///{tmp_path / 'plain.db'}"), sqlite_wal=False)
     with plain.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+
+
+def test_a_cached_read_deserialises_only_the_rows_added_since(tmp_path, monkeypatch):
+    import rasa_ext.tracker_store as module
+
+    store = store_on(make_url(f"sqlite:///{tmp_path / 'conversations.db'}"))
+    sender = uuid.uuid4().hex
+    tracker = conversation(sender)
+    run(store.save(tracker))
+    run(store.retrieve(sender))
+    deserialised: List[dict] = []
+
+    def counting(values):
+        deserialised.extend(values)
+        return module.deserialise_events.__wrapped__(values)
+
+    counting.__wrapped__ = module.deserialise_events
+    monkeypatch.setattr(module, "deserialise_events", counting)
+    tracker.update(ActionExecuted("utter_greet"))
+    tracker.update(BotUttered("Hello", {"buttons": [{"title": "a", "payload": "/greet"}]}))
+    run(store.save(tracker))
+    read = run(store.retrieve(sender))
+    assert [value["event"] for value in deserialised] == ["action", "bot"]
+    assert dump(read) == dump(run(rasa_store_on(store.engine.url).retrieve(sender)))
+
+
+def test_the_cached_events_are_never_handed_out_nor_changed_by_what_a_tracker_does(url):
+    """Rasa reassigns the attributes of a tracker's events (``timestamp`` when it logs events, ``metadata``
+    with the model id): each read gets its own event objects, so the next read is still what is stored."""
+    store, reference = store_on(url), rasa_store_on(url)
+    sender = uuid.uuid4().hex
+    run(store.save(conversation(sender)))
+    first, second = run(store.retrieve(sender)), run(store.retrieve(sender))
+    assert not {id(event) for event in first.events} & {id(event) for event in second.events}
+    for event in first.events:
+        event.timestamp = 1.0
+        event.metadata = {"model_id": "another"}
+    first.model_id = "another"
+    first.update(ActionExecuted("utter_greet"))
+    assert_reads_as_rasa(store, reference, sender)
+
+
+def test_a_row_id_given_again_with_other_data_is_deserialised_again(tmp_path):
+    """SQLite gives the id of a deleted last row to the next row: the cached events of that id no longer
+    count once the data differs (here another row is deleted too, so the rows are read again)."""
+    url = make_url(f"sqlite:///{tmp_path / 'conversations.db'}")
+    store, reference = store_on(url), rasa_store_on(url)
+    sender = uuid.uuid4().hex
+    tracker = conversation(sender)
+    tracker.update(ActionExecuted("utter_first", timestamp=2_000_000_000.0))
+    run(store.save(tracker))
+    assert_reads_as_rasa(store, reference, sender)
+    top = max(row["id"] for row in stored_rows(url))
+    sql(url, "DELETE FROM events WHERE id >= :id", id=top - 1)
+    event = json.dumps(ActionExecuted("utter_second", timestamp=2_000_000_000.0).as_dict())
+    sql(url, "INSERT INTO events (id, sender_id, type_name, timestamp, data) VALUES (:id, :s, 'action', 2e9, :d)",
+        id=top, s=sender, d=event)
+    assert_reads_as_rasa(store, reference, sender)
+    assert run(store.retrieve(sender)).latest_action_name == "utter_second"
