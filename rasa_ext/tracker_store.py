@@ -25,8 +25,8 @@ Rasa's table, rows and queries, and changes what happens when the database misbe
 And it is cheaper per message, the same at turn 100 as at turn 1 (issue 9):
 
 * Each store keeps the rows it last read of its most recent conversations (:class:`Recent`). A read
-  checks them against the database with one count (the sender's rows up to the last cached id) and fetches
-  only the rows added since; anything else (a row another process inserted below the last cached id, a
+  checks them against the database with one query (the count of the sender's rows up to the last cached
+  id, and that row's data) and fetches only the rows added since; anything else (a row another process inserted below the last cached id, a
   deleted row) makes it read the whole conversation again, as Rasa does. So several Rasa processes may share
   the database. Stored rows are never updated in place (Rasa's store only inserts them). The latest session
   is selected from the rows exactly as Rasa's query selects it (``timestamp >=`` the latest
@@ -320,9 +320,12 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         columns = (event.id, event.type_name, event.timestamp, event.data)
         cached = self.cache.get(key)
         if cached is not None:
-            last = cached[-1][0] if cached else 0
-            count = session.query(sa.func.count(event.id)).filter(event.sender_id == key, event.id <= last).scalar()
-            if count == len(cached):
+            last, last_data = (cached[-1][0], cached[-1][3]) if cached else (0, None)
+            # The count, and the last cached row's data: after a database is recreated, ids start again and
+            # another server may have written as many rows under the same ids.
+            count, data = session.query(sa.func.count(event.id), sa.func.max(sa.case((event.id == last, event.data)))
+                                        ).filter(event.sender_id == key, event.id <= last).one()
+            if count == len(cached) and data == last_data:
                 added = session.query(*columns).filter(event.sender_id == key, event.id > last).order_by(event.id)
                 rows = cached + [tuple(row) for row in added.all()]
                 self.cache.put(key, rows)
