@@ -59,9 +59,9 @@ consultation_status_history = sa.Table(
 )
 
 
-def _lock_key(text: str) -> int:
-    """A signed 64-bit PostgreSQL advisory lock key for ``text``."""
-    return int.from_bytes(hashlib.sha256(f"consultation_requests|{text}".encode()).digest()[:8], "big", signed=True)
+def advisory_lock_key(table: str, text: str) -> int:
+    """A signed 64-bit PostgreSQL advisory lock key for ``text`` among the rows of ``table``."""
+    return int.from_bytes(hashlib.sha256(f"{table}|{text}".encode()).digest()[:8], "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class RequestStore:
         try:
             with self.engine.begin() as connection:
                 if self.engine.dialect.name == "postgresql":
-                    for key in sorted(_lock_key(f"{check[0]}|{check[2]}") for check in checks):
+                    for key in sorted(advisory_lock_key("consultation_requests", f"{check[0]}|{check[2]}") for check in checks):
                         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
                 connection.execute(consultation_requests.insert().values(**row))
                 for outcome, column, value, limit in checks:

@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.engine import Engine
 
+from actions.store import advisory_lock_key
 from console import db
 
 MIN_PASSWORD = 12
@@ -215,7 +216,7 @@ def begin_attempt(engine: Engine, ip: Optional[str], max_failures: int, window_s
         if engine.dialect.name == "postgresql":
             # Ids come from a sequence in call order, not commit order: without this lock a lower id could
             # still be in flight when a later attempt counts. SQLite's write lock already serialises writers.
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_address_lock_key(address))))
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(advisory_lock_key("login_failures", address))))
         connection.execute(db.login_failures.delete().where(f.at < now - window_seconds))
         row_id = int(connection.execute(db.login_failures.insert().values(ip=address, at=now))
                      .inserted_primary_key[0])
@@ -226,11 +227,6 @@ def begin_attempt(engine: Engine, ip: Optional[str], max_failures: int, window_s
             connection.execute(db.login_failures.delete().where(f.id == row_id))
             return None
     return row_id
-
-
-def _address_lock_key(address: str) -> int:
-    """A signed 64-bit PostgreSQL advisory lock key for sign-in attempts from ``address``."""
-    return int.from_bytes(hashlib.sha256(f"login_failures|{address}".encode()).digest()[:8], "big", signed=True)
 
 
 def attempt_succeeded(engine: Engine, attempt: Optional[int]) -> None:
