@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import logging
 import pstats
 import statistics
 import sys
@@ -104,6 +105,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-patches", action="store_true", help="profile Rasa as released")
     parser.add_argument("--parts", action="store_true", help="time the parts of each message, no profiler")
     args = parser.parse_args(argv)
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_structlog(logging.INFO)  # as `rasa run` does: without it structlog prints every debug line
     if not args.no_patches:
         from rasa_ext import patches
 

@@ -414,3 +414,75 @@ def undo_without_copying() -> None:
 
 
 PATCHES += [undo_without_copying]
+
+
+# How far back the action server sees: the visitor's last ``PAYLOAD_USER_MESSAGES`` messages (and what came
+# after them), and each loop's latest activation. The project's actions read no further back (see
+# :func:`window_action_payload`); tests/test_action_payload.py holds them to it.
+PAYLOAD_USER_MESSAGES = 3
+
+
+def payload_window_start(events: List[Any]) -> int:
+    """The index of the first event the action server is sent: the visitor's ``PAYLOAD_USER_MESSAGES``-th
+    latest message, or the latest activation of a loop if that is earlier, or 0 (every event)."""
+    users = 0
+    start = len(events)
+    seen_loops = set()
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        name = event.type_name
+        if name == "user" and users < PAYLOAD_USER_MESSAGES:
+            users += 1
+            start = index
+        elif name == "active_loop" and event.name and event.name not in seen_loops:
+            seen_loops.add(event.name)
+            start = index
+    return 0 if users < PAYLOAD_USER_MESSAGES else start
+
+
+def window_action_payload() -> None:
+    """``RemoteAction`` sends the action server the events of the last few turns, not the whole session.
+
+    Rasa 3.6.21 sends every event of the session (``EventVerbosity.ALL``) with every action call, and each
+    user event carries its whole parse data: at turn 100 that was about 290 KB per call, serialised by Rasa
+    and parsed by the action server on every call, so the cost of a message grew with the conversation.
+    The project's actions read events back to the visitor's previous message at most (``_previous_slot``
+    in actions/answers.py, ``answers_latest_message`` in actions/booking.py) and to the consultation form's
+    latest activation (``form_started_at``); rasa_sdk's form validation reads the slot events at the end.
+    So the payload keeps the events from the visitor's ``PAYLOAD_USER_MESSAGES``-th latest message (or from
+    the latest activation of each loop, if earlier) to the end. Everything else in the payload (slots,
+    latest message, active loop, latest action, input channel, the time of the latest event, the domain)
+    is exactly what Rasa sends, computed from the whole tracker.
+    """
+    from rasa.core.actions.action import RemoteAction
+
+    original = RemoteAction._action_call_format
+
+    def _action_call_format(self: RemoteAction, tracker: Any, domain: Any) -> Dict[str, Any]:
+        events = list(tracker.events)
+        start = payload_window_start(events)
+        if start == 0:
+            return original(self, tracker, domain)
+        result = original(self, _WithoutEvents(tracker), domain)
+        result["tracker"]["events"] = [event.as_dict() for event in events[start:]]
+        return result
+
+    _action_call_format.__doc__ = original.__doc__
+    _action_call_format.__wrapped__ = original  # type: ignore[attr-defined]
+    RemoteAction._action_call_format = _action_call_format  # type: ignore[assignment]
+
+
+class _WithoutEvents:
+    """A tracker whose ``current_state`` leaves the events out (they are added from the window)."""
+
+    def __init__(self, tracker: Any) -> None:
+        self._tracker = tracker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tracker, name)
+
+    def current_state(self, event_verbosity: Any = None) -> Dict[str, Any]:
+        return self._tracker.current_state()  # EventVerbosity.NONE: "events" is None
+
+
+PATCHES += [window_action_payload]
