@@ -9,6 +9,7 @@ exactly what the original did.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from typing import Any, Callable, Dict, List, Optional
@@ -486,3 +487,102 @@ class _WithoutEvents:
 
 
 PATCHES += [window_action_payload]
+
+
+def memoise_applied_events() -> None:
+    """``DialogueStateTracker.applied_events`` continues from its previous result when events were only
+    added, and tells event types apart with a table instead of an ``isinstance`` chain.
+
+    Rasa 3.6.21 computes the applied events from the first event on every call, and a message calls it
+    several times (the session check twice, each policy prediction, each payload): each call costs about
+    a microsecond per event of the session (``isinstance`` against Rasa's abstract ``Event`` classes),
+    so the cost of a message grew with the conversation. The patched method keeps, on the tracker, the
+    events it saw and its result; when the tracker's events start with exactly those (the same objects,
+    checked one by one) and no loop name appeared that the earlier events did not have, it applies the
+    same rules to the new events only. Anything else (a tracker with a bounded event history, events
+    removed or replaced, a new loop name, a subclass that overrides a helper the rules use) computes
+    everything again, as Rasa does. Callers get a new list each time, as before.
+    """
+    from rasa.shared.core.events import (
+        ActionExecuted,
+        ActionReverted,
+        ActiveLoop,
+        Restarted,
+        SessionStarted,
+        UserUtteranceReverted,
+        UserUttered,
+    )
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    original = DialogueStateTracker.applied_events
+    helpers = {name: DialogueStateTracker.__dict__[name] for name in
+               ("_undo_till_previous", "_first_loop_execution_or_unhappy_path", "_undo_till_previous_loop_execution")}
+    reset, undo, rewind, action, other = range(5)
+    kinds: Dict[type, tuple] = {}
+
+    def kind(event: Any) -> tuple:
+        """(what the rules do with an event of this type, whether it is an ``ActiveLoop``)."""
+        cls = type(event)
+        found = kinds.get(cls)
+        if found is None:
+            if isinstance(event, (Restarted, SessionStarted)):
+                rule = reset
+            elif isinstance(event, ActionReverted):
+                rule = undo
+            elif isinstance(event, UserUtteranceReverted):
+                rule = rewind
+            elif isinstance(event, ActionExecuted):
+                rule = action
+            else:
+                rule = other
+            found = kinds[cls] = (rule, isinstance(event, ActiveLoop))
+        return found
+
+    def fold(tracker: Any, events: Any, applied: list, loop_names: frozenset) -> list:
+        """Rasa's rules of ``applied_events``, applied to ``events`` after ``applied``."""
+        for event in events:
+            rule = kind(event)[0]
+            if rule == reset:
+                applied = []
+            elif rule == undo:
+                tracker._undo_till_previous(ActionExecuted, applied)
+            elif rule == rewind:
+                tracker._undo_till_previous(UserUttered, applied)
+                tracker._undo_till_previous(ActionExecuted, applied)
+            elif (rule == action and event.action_name in loop_names
+                  and not tracker._first_loop_execution_or_unhappy_path(event.action_name, applied)):
+                tracker._undo_till_previous_loop_execution(event.action_name, applied)
+            else:
+                applied.append(event)
+        return applied
+
+    def loop_names_of(events: Any) -> frozenset:
+        return frozenset(event.name for event in events if kind(event)[1] and event.name)
+
+    def applied_events(self: DialogueStateTracker) -> List[Any]:
+        events = self.events
+        if (getattr(events, "maxlen", None) is not None
+                or any(type(self).__dict__.get(name, helper) is not helper for name, helper in helpers.items())):
+            return original(self)
+        memo = self.__dict__.get("_rasa_ext_applied")
+        if memo is not None:
+            seen, loop_names, applied = memo
+            if (len(events) >= len(seen) and all(a is b for a, b in zip(events, seen))
+                    and loop_names_of(itertools.islice(events, len(seen), None)) <= loop_names):
+                new = list(itertools.islice(events, len(seen), None))
+                if new:
+                    applied = fold(self, new, list(applied), loop_names)
+                    self.__dict__["_rasa_ext_applied"] = (seen + new, loop_names, applied)
+                return list(applied)
+        seen = list(events)
+        loop_names = loop_names_of(seen)
+        applied = fold(self, seen, [], loop_names)
+        self.__dict__["_rasa_ext_applied"] = (seen, loop_names, applied)
+        return list(applied)
+
+    applied_events.__doc__ = original.__doc__
+    applied_events.__wrapped__ = original  # type: ignore[attr-defined]
+    DialogueStateTracker.applied_events = applied_events  # type: ignore[assignment]
+
+
+PATCHES += [memoise_applied_events]

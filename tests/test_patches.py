@@ -458,3 +458,94 @@ def test_applied_events_of_real_conversations_are_the_same(stored_events, monkey
         theirs = [event.as_dict() for event in tracker.applied_events()]
         monkeypatch.undo()
         assert mine == theirs and len(mine) < len(tracker.events)
+
+
+# --- applied_events continued from its previous result ---------------------------------------------------
+
+def _random_events(rng: Any, count: int) -> List[Any]:
+    """Random events of every kind the rules of ``applied_events`` treat apart: loops (one of them named
+    only late), their executions, rejections and interruptions, reverts, restarts and new sessions."""
+    from rasa.shared.core.events import (
+        ActionExecuted,
+        ActionExecutionRejected,
+        ActiveLoop,
+        BotUttered,
+        DefinePrevUserUtteredFeaturization,
+        LoopInterrupted,
+        Restarted,
+        SessionStarted,
+        SlotSet,
+        UserUtteranceReverted,
+        UserUttered,
+    )
+
+    loops = ["consultation_form", "late_form"]
+    kinds = [
+        lambda: ActionExecuted("action_listen"), lambda: ActionExecuted("action_answer"),
+        lambda: ActionExecuted(rng.choice(loops)), lambda: ActionExecuted(rng.choice(loops)),
+        lambda: ActiveLoop(rng.choice(loops[:1] if rng.random() < 0.8 else loops)), lambda: ActiveLoop(None),
+        lambda: ActionExecutionRejected(rng.choice(loops)), lambda: LoopInterrupted(rng.random() < 0.5),
+        lambda: UserUttered("hi", intent={"name": "greet", "confidence": 1.0}), lambda: UserUttered("x"),
+        lambda: BotUttered("hello"), lambda: SlotSet("name", "x"), lambda: DefinePrevUserUtteredFeaturization(False),
+        lambda: ActionReverted(), lambda: UserUtteranceReverted(), lambda: Restarted(), lambda: SessionStarted(),
+    ]
+    weights = [8, 6, 5, 5, 3, 2, 2, 1, 8, 2, 5, 4, 1, 1, 1, 0.3, 0.3]
+    return [rng.choices(kinds, weights)[0]() for _ in range(count)]
+
+
+def _same_applied_events(tracker: DialogueStateTracker) -> List[Any]:
+    mine = tracker.applied_events()
+    theirs = DialogueStateTracker.applied_events.__wrapped__(tracker)
+    assert [id(event) for event in mine] == [id(event) for event in theirs], [e.as_dict() for e in tracker.events]
+    return mine
+
+
+def test_applied_events_continued_from_the_last_result_are_the_same() -> None:
+    """Random conversations built event by event, compared with Rasa's result at random moments (so the
+    patched method continues over one event or several), and its result changed by the caller."""
+    import random
+
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    rng = random.Random(11)
+    continued = 0
+    for _ in range(400):
+        tracker = DialogueStateTracker("random", domain.slots)
+        for event in _random_events(rng, rng.randrange(1, 80)):
+            tracker.update(event)
+            if rng.random() < 0.4:
+                continued += "_rasa_ext_applied" in tracker.__dict__
+                _same_applied_events(tracker).append(event)  # the caller's list is its own
+        _same_applied_events(tracker)
+    assert continued > 3000
+
+
+def test_applied_events_are_computed_again_when_the_events_are_not_just_added_to() -> None:
+    from rasa.shared.core.events import ActionExecuted, ActiveLoop, UserUttered
+
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    tracker = DialogueStateTracker("changed", domain.slots)
+    for event in [UserUttered("hi"), ActionExecuted("late_form"), ActionExecuted("action_listen"),
+                  UserUttered("x"), ActionExecuted("late_form")]:
+        tracker.update(event)
+    _same_applied_events(tracker)
+    tracker.update(ActiveLoop("late_form"))  # a loop name first seen now changes how earlier events count
+    _same_applied_events(tracker)
+    tracker.events.pop()
+    tracker.events.pop()
+    for event in [ActionExecuted("action_answer"), UserUttered("y"), ActionExecuted("action_listen")]:
+        tracker.update(event)  # more events than before, but not the same ones
+    _same_applied_events(tracker)
+    tracker.events = tracker._create_events([UserUttered("new")] * 9)
+    assert [e.text for e in _same_applied_events(tracker)] == ["new"] * 9
+
+
+def test_applied_events_of_a_bounded_history_are_rasas() -> None:
+    import random
+
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    rng = random.Random(3)
+    tracker = DialogueStateTracker("bounded", domain.slots, max_event_history=10)
+    for event in _random_events(rng, 60):
+        tracker.update(event)
+        _same_applied_events(tracker)
+    assert "_rasa_ext_applied" not in tracker.__dict__
