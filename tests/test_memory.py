@@ -1,6 +1,6 @@
 """Memory stays bounded with ever-new words (rasa_ext/spacy_memory.py): spaCy's vocabulary is reloaded once
 it has grown, and the reloaded pipeline parses exactly as before. The 20,000-message soak is
-``make soak-memory``; these are its short real versions."""
+``make soak-memory``; these are its short real versions. The Rasa server does not load JAX."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import random
 import re
 import string
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
@@ -79,6 +80,9 @@ def test_real_server_reloads_its_vocabulary_and_keeps_answering(tmp_path) -> Non
             assert visitor.say(new_words(rnd, 100)), "a message got no reply"
         assert "symptoms" in visitor.says("what are the symptoms of fibromyalgia")
         assert requests.get(servers.url + "/", timeout=5).ok
+        # TensorFlow is loaded (Rasa imports it), JAX is not (rasa_ext/__main__.py).
+        maps = Path(f"/proc/{servers.processes['rasa'].pid}/maps").read_text()
+        assert "libtensorflow_framework" in maps and "/jaxlib/" not in maps
     finally:
         servers.stop()
     reloads = re.findall(r"spaCy vocabulary reloaded after \d+ new strings", servers.log("rasa"))
