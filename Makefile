@@ -66,7 +66,7 @@ chromium:
 
 run: $(MODEL) $(WEB_DEPS)
 	$(PY) -m rasa_ext.migrate
-	$(PY) scripts/serve.py
+	$(if $(WORKERS),RASA_WORKERS=$(WORKERS) )$(PY) scripts/serve.py
 
 # Creates the assistant's database and tables if missing (idempotent; make run runs it first).
 migrate: $(VENV)/.installed

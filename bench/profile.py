@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import logging
 import pstats
 import statistics
@@ -92,7 +93,7 @@ async def conversation(endpoints: Path, turns: int, at: Sequence[int], top: int,
             parts.append({**spent, "whole message": timings[-1]})
         if profiler:
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+            pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(top)
             print(f"===== turn {turn}: {timings[-1] * 1000:.1f} ms =====\n{out.getvalue()}")
     return timings
 

@@ -20,8 +20,9 @@ Tables come from ``python -m rasa_ext.migrate``, which the Makefile runs before 
 Environment: RASA_HOST, RASA_PORT, ACTION_SERVER_HOST, ACTION_SERVER_PORT, CONSOLE_HOST, CONSOLE_PORT,
 WEB_HOST, WEB_PORT, WEB_ORIGINS (the pages allowed to open the widget's socket), RASA_URL (the Rasa
 address browsers use), RASA_MODEL, RASA_ENDPOINTS for another endpoints file (the actions and the console
-read CLINIC_ENDPOINTS, which defaults to it), RASA_CREDENTIALS for another credentials file, and the
-supervisor's SUPERVISOR_* timings.
+read CLINIC_ENDPOINTS, which defaults to it), RASA_CREDENTIALS for another credentials file, RASA_WORKERS
+(``make run WORKERS=2``: Sanic worker processes of the Rasa server, sharing Redis as their lock store; see
+:func:`use_workers`), and the supervisor's SUPERVISOR_* timings.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -71,6 +72,50 @@ def servers(env: Dict[str, str]) -> List[Server]:
     ]
 
 
+def rasa_workers(env: Dict[str, str]) -> int:
+    """``RASA_WORKERS`` (``make run WORKERS=2``): the Rasa server's Sanic worker processes, 1 to 8."""
+    value = (env.get("RASA_WORKERS") or "1").strip()
+    if not value.isdigit() or not 1 <= int(value) <= 8:
+        raise ValueError(f"RASA_WORKERS must be a whole number from 1 to 8, not {value!r}")
+    return int(value)
+
+
+def use_workers(env: Dict[str, str], workers: int) -> Optional[str]:
+    """Prepares ``env`` for a Rasa server of ``workers`` Sanic worker processes; a problem, or None.
+
+    The workers share the conversations (the SQL tracker store) and need a lock store they all reach, so
+    that two messages of one conversation are never handled at once by two of them: the project's atomic
+    Redis lock store (``REDIS_HOST``, ``REDIS_PORT``: 127.0.0.1:6379, database 1), added to a copy of the
+    endpoints file in the data folder unless that file names a lock store. Rasa ignores ``SANIC_WORKERS`` without
+    one. A socket.io session lives in the worker whose connection it came on, so the demo page's widget
+    connects with WebSockets only (one connection, one worker); its default, long-polling first, would
+    send the requests of one session to different workers.
+    """
+    import redis
+    import yaml
+
+    host, port = env.setdefault("REDIS_HOST", "127.0.0.1"), env.setdefault("REDIS_PORT", "6379")
+    try:
+        redis.Redis(host=host, port=int(port), socket_timeout=5).ping()
+    except (redis.RedisError, ValueError) as error:
+        return (f"RASA_WORKERS={workers} needs Redis for the lock store the workers share, and Redis at "
+                f"{host}:{port} does not answer ({type(error).__name__}); set REDIS_HOST/REDIS_PORT or "
+                f"start Redis")
+    endpoints = Path(env["RASA_ENDPOINTS"])
+    endpoints = endpoints if endpoints.is_absolute() else ROOT / endpoints
+    settings = yaml.safe_load(endpoints.read_text()) or {}  # ${VARIABLES} stay as they are
+    if not settings.get("lock_store"):
+        settings["lock_store"] = {"type": "rasa_ext.lock_store.AtomicRedisLockStore", "url": "${REDIS_HOST}",
+                                  "port": "${REDIS_PORT}", "db": 1, "key_prefix": "run"}
+        copy = Path(env.get("CLINIC_VAR_DIR") or ROOT / "var") / "endpoints.workers.yml"
+        copy.write_text(f"# Written by scripts/serve.py for RASA_WORKERS={workers}: {endpoints.name} and a lock store\n"
+                        + yaml.safe_dump(settings, sort_keys=False))
+        env["RASA_ENDPOINTS"] = str(copy)
+    env["SANIC_WORKERS"] = str(workers)
+    env.setdefault("WEB_SOCKET_TRANSPORTS", "websocket")
+    return None
+
+
 def local(host: str) -> str:
     """The address the supervisor uses to reach a server bound to ``host``."""
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
@@ -100,6 +145,16 @@ def main() -> int:
     env.setdefault("RASA_URL", f"http://localhost:{env.get('RASA_PORT', '5005')}")
     env.setdefault("RASA_ENDPOINTS", "endpoints.yml")
     env.setdefault("CLINIC_ENDPOINTS", env["RASA_ENDPOINTS"])
+    try:
+        workers = rasa_workers(env)
+    except ValueError as error:
+        print(f"supervisor | {error}", file=sys.stderr, flush=True)
+        return EXIT_NOT_STARTED
+    if workers > 1:
+        problem = use_workers(env, workers)
+        if problem:
+            print(f"supervisor | {problem}", file=sys.stderr, flush=True)
+            return EXIT_NOT_STARTED
     if "RASA_CREDENTIALS" not in env:
         env["RASA_CREDENTIALS"] = "build/credentials.yml"
         if subprocess.run([sys.executable, "scripts/credentials.py", "--out", env["RASA_CREDENTIALS"]],

@@ -248,9 +248,9 @@ def run_env(folder: Path) -> Dict[str, str]:
 class Run:
     """A running ``scripts/serve.py`` and what the tests need to poke at it."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, extra_env: Optional[Dict[str, str]] = None) -> None:
         self.folder = folder
-        self.env = run_env(folder)
+        self.env = {**run_env(folder), **(extra_env or {})}
         self.log = folder / "serve.log"
         if (ROOT / "rasa_ext" / "migrate.py").exists():  # the Makefile runs the migration before serve.py
             subprocess.run([sys.executable, "-m", "rasa_ext.migrate"], cwd=ROOT, env=self.env, check=True,

@@ -2,5 +2,6 @@
 ClinicChat.init({
   serverUrl: document.body.dataset.chatServer,
   phone: document.body.dataset.clinicPhone,
-  technicalProblem: document.body.dataset.technicalProblem
+  technicalProblem: document.body.dataset.technicalProblem,
+  transports: document.body.dataset.chatTransports ? document.body.dataset.chatTransports.split(",") : undefined
 });

@@ -9,7 +9,8 @@
 Only these files are served (no directory listing, nothing else from the folder), GET and HEAD only,
 with a restrictive Content-Security-Policy on the page. Environment: ``WEB_HOST`` (default 127.0.0.1),
 ``WEB_PORT`` (8000) and ``RASA_URL``, the address browsers use to reach the Rasa server (default
-http://localhost:5005). The page's own origin (e.g. http://localhost:8000) must be one of the socket.io
+http://localhost:5005), and ``WEB_SOCKET_TRANSPORTS``, the widget's socket.io transports ("websocket" for a
+Rasa server of several workers, which ``make run WORKERS=2`` sets; empty: socket.io's default). The page's own origin (e.g. http://localhost:8000) must be one of the socket.io
 channel's allowed origins (``WEB_ORIGINS``, see ``scripts/credentials.py``).
 """
 
@@ -56,8 +57,10 @@ def content_security_policy(rasa_url: str) -> str:
             "frame-ancestors 'none'")
 
 
-def render_page(rasa_url: str) -> bytes:
-    """The demo page with the clinic's facts (from the knowledge files) and the Rasa URL filled in."""
+def render_page(rasa_url: str, transports: str = "") -> bytes:
+    """The demo page with the clinic's facts (from the knowledge files), the Rasa URL and the widget's
+    socket.io transports (``WEB_SOCKET_TRANSPORTS``, e.g. "websocket"; empty: socket.io's default)
+    filled in."""
     clinic = get_knowledge().clinic
     values = {
         "clinic_name": clinic.name,
@@ -67,6 +70,7 @@ def render_page(rasa_url: str) -> bytes:
         "phone_tel": "+1" + clinic.phone_digits[-10:],
         "technical_problem": get_knowledge().technical_problem,
         "rasa_url": rasa_url,
+        "transports": transports,
     }
     text = PAGE.read_text(encoding="utf-8")
     for name, value in values.items():
@@ -78,6 +82,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "clinic-web"
     sys_version = ""
     rasa_url = "http://localhost:5005"
+    transports = ""
 
     def do_GET(self) -> None:
         self._serve(body=True)
@@ -94,7 +99,7 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, body: bool) -> None:
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
-            self._send(HTTPStatus.OK, render_page(self.rasa_url), "text/html; charset=utf-8", body,
+            self._send(HTTPStatus.OK, render_page(self.rasa_url, self.transports), "text/html; charset=utf-8", body,
                        extra={"Content-Security-Policy": content_security_policy(self.rasa_url)})
         elif path in FILES:
             file, content_type = FILES[path]
@@ -126,9 +131,11 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write(f"web: {self.address_string()} {format % args}\n")
 
 
-def make_server(host: str, port: int, rasa_url: str) -> ThreadingHTTPServer:
+def make_server(host: str, port: int, rasa_url: str, transports: str = "") -> ThreadingHTTPServer:
     rasa_origin(rasa_url)  # refuse a malformed URL at start-up
-    handler = type("ConfiguredHandler", (Handler,), {"rasa_url": rasa_url.rstrip("/")})
+    if not set(filter(None, transports.split(","))) <= {"websocket", "polling"}:
+        raise ValueError(f"WEB_SOCKET_TRANSPORTS must list websocket and/or polling, not {transports!r}")
+    handler = type("ConfiguredHandler", (Handler,), {"rasa_url": rasa_url.rstrip("/"), "transports": transports})
     return ThreadingHTTPServer((host, port), handler)
 
 
@@ -140,7 +147,7 @@ def main() -> int:
     port = int(os.environ.get("WEB_PORT", "8000"))
     rasa_url = os.environ.get("RASA_URL", "http://localhost:5005")
     get_knowledge()  # a broken knowledge folder stops start-up here, with the file and the problem
-    server = make_server(host, port, rasa_url)
+    server = make_server(host, port, rasa_url, os.environ.get("WEB_SOCKET_TRANSPORTS", "").strip())
     print(f"Demo page: http://{'localhost' if host == '127.0.0.1' else host}:{port}/ "
           f"(widget talks to {rasa_url})", flush=True)
     try:

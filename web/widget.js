@@ -22,6 +22,10 @@
  * address or a phone number other than the clinic's (the booking summary): after a reload these show
  * as "(not kept in this browser)". Quick-reply choices and the assistant's other messages are kept.
  *
+ * `transports` (optional) is socket.io's list of transports: ["websocket"] when the Rasa server runs
+ * several worker processes (`make run WORKERS=2`), since long-polling would spread one session's
+ * requests over them; socket.io's default (long-polling, then an upgrade) otherwise.
+ *
  * When no reply arrives within `replyTimeout` ms (10 s) of a message, the widget says so with the
  * clinic's phone and 911 (`technicalProblem`), and the conversation goes on.
  */
@@ -264,12 +268,14 @@
     this.connecting = true;
     var ready = window.io ? Promise.resolve() : loadScript(this.options.socketIoUrl || BASE + "vendor/socket.io.min.js");
     ready.then(function () {
-      var socket = window.io(self.options.serverUrl, {
+      var settings = {
         path: self.options.socketPath || "/socket.io/",
         reconnectionDelay: 1000,
         reconnectionDelayMax: 5000,
         timeout: 8000
-      });
+      };
+      if (self.options.transports) settings.transports = self.options.transports;
+      var socket = window.io(self.options.serverUrl, settings);
       self.socket = socket;
       // Online once the server has confirmed the session id (messages before would go nowhere).
       socket.on("connect", function () {
