@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -591,3 +592,35 @@ def test_a_row_id_given_again_with_other_data_is_deserialised_again(tmp_path):
         id=top, s=sender, d=event)
     assert_reads_as_rasa(store, reference, sender)
     assert run(store.retrieve(sender)).latest_action_name == "utter_second"
+
+
+def test_sqlite_connections_are_kept_between_messages(tmp_path):
+    """A pool, not a connection per query: closing the last connection of a WAL database checkpoints it
+    (with fsyncs) at every message."""
+    store = store_on(make_url(f"sqlite:///{tmp_path / 'conversations.db'}"))
+    opened = []
+    sa.event.listen(store.engine, "connect", lambda *_: opened.append(1))
+    sender = uuid.uuid4().hex
+    for _ in range(20):
+        run(store.save(conversation(sender)))
+        assert run(store.retrieve(sender)) is not None
+    assert len(opened) <= 3, len(opened)
+
+
+def test_a_sqlite_file_replaced_under_a_running_store_is_opened_again(tmp_path):
+    """A pooled connection would write to a deleted file unseen; the store opens the path again, so the
+    missing tables are reported (the technical-problem reply) until the migration makes them."""
+    path = tmp_path / "conversations.db"
+    url = make_url(f"sqlite:///{path}")
+    store = store_on(url, retry_delay=0.01)
+    sender = uuid.uuid4().hex
+    run(store.save(conversation(sender)))
+    for name in ("conversations.db", "conversations.db-wal", "conversations.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    with pytest.raises(TrackerStoreUnavailable, match="rasa_ext.migrate"):
+        run(store.retrieve(sender))
+    migrate(url)
+    assert run(store.retrieve(sender)) is None  # a new, empty database: the old file is gone
+    run(store.save(conversation(sender)))
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM events WHERE sender_id = ?", (sender,)).fetchone()[0] > 0
