@@ -9,6 +9,7 @@ exactly what the original did.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import logging
@@ -305,21 +306,28 @@ def window_rule_policy_states() -> None:
 
     def last_states(tracker: Any, domain: Any, window: int) -> tuple:
         """(number of states, the last ``window`` states): what ``Domain.states_for_tracker_history``
-        gives (without rule-only turns ignored), only the last ``window`` computed."""
+        gives (without rule-only turns ignored), only the last ``window`` computed.
+
+        The replay is kept on the tracker: the next prediction on the same tracker (the processor
+        predicts again after each action) replays only the applied events added since, when the applied
+        events start with exactly those replayed (the same objects); otherwise it replays them all."""
         applied = tracker.applied_events()
-        total = 1 + sum(isinstance(event, ActionExecuted) for event in applied)
-        first = total - window
-        states = []
-        replay = tracker.init_copy()
-        index = 0
-        for event in applied:
+        memo = tracker.__dict__.get("_rasa_ext_states")
+        if (memo is not None and memo[0] is domain and memo[1] == window and len(applied) >= len(memo[2])
+                and all(a is b for a, b in zip(applied, memo[2]))):
+            _, _, seen, replay, index, before = memo
+            new, first = applied[len(seen):], 0
+        else:
+            replay, index, before, new = tracker.init_copy(), 0, collections.deque(maxlen=max(window - 1, 0)), applied
+            first = 1 + sum(isinstance(event, ActionExecuted) for event in applied) - window
+        for event in new:
             if isinstance(event, ActionExecuted):
                 if index >= first:
-                    states.append(domain._clean_state(domain.get_active_state(replay)))
+                    before.append(domain._clean_state(domain.get_active_state(replay)))
                 index += 1
             replay.update(event)
-        states.append(domain._clean_state(domain.get_active_state(replay)))
-        return total, states
+        tracker.__dict__["_rasa_ext_states"] = (domain, window, applied, replay, index, before)
+        return 1 + index, [*before, domain._clean_state(domain.get_active_state(replay))]
 
     def predict_action_probabilities(self: RulePolicy, tracker: Any, domain: Any,
                                      rule_only_data: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Any:

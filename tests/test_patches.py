@@ -416,6 +416,17 @@ def test_rule_policy_builds_only_the_last_states_of_a_long_conversation(rule_pol
     built.clear()
     RulePolicy.predict_action_probabilities(policy, tracker, domain)
     assert len(built) == 3  # the longest rule's length
+    # The next prediction on the same tracker (after the next action) replays only what was added.
+    replayed = []
+    update = DialogueStateTracker.update
+    monkeypatch.setattr(DialogueStateTracker, "update", lambda *args, **kw: replayed.append(1) or update(*args, **kw))
+    tracker.update(UserUttered("hi", intent={"name": "greet", "confidence": 1.0}))
+    tracker.update(ActionExecuted("action_answer"))
+    replayed.clear()
+    built.clear()
+    RulePolicy.predict_action_probabilities(policy, tracker, domain)
+    assert len(replayed) == 2 and len(built) == 2  # the new action's state, and the state after it
+    _same_prediction(policy, tracker, domain)
 
 
 # --- Undoing reverted turns without copying ----------------------------------------------------------------
