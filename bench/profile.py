@@ -15,8 +15,8 @@ import argparse
 import asyncio
 import cProfile
 import io
-import os
 import logging
+import os
 import pstats
 import statistics
 import sys
