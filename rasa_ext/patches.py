@@ -594,3 +594,89 @@ def memoise_applied_events() -> None:
 
 
 PATCHES += [memoise_applied_events]
+
+
+def copy_without_replaying() -> None:
+    """``DialogueStateTracker.copy`` copies the tracker's state instead of replaying every event.
+
+    Rasa 3.6.21 copies the tracker for every action it runs (``MessageProcessor._run_action``), by
+    replaying all its events into a new tracker (``travel_back_in_time(inf)``): twice per message, a cost
+    that grew with the conversation. A tracker's state is what its events made of it (Rasa changes it
+    only through ``update``), so the patched copy is a new tracker (``init_copy``, as before) given the
+    same events (the same objects, as the replay gives it) and a copy of the state they produced: slots
+    (copied, with their values), the loop (copied), the latest action (copied), the latest message and bot
+    utterance (the same events), the pause and the follow-up action. The original runs whenever that
+    could differ from a replay: a subclass, a bounded event history, slots that are not a plain dict, an
+    event whose timestamp the replay would stop at, a latest message or bot utterance that is not the
+    last such event since the last reset (a reverted turn, a new session), or an event since that reset
+    that changes a latest message the tracker does not hold as an event.
+    """
+    import copy as copying
+    import dataclasses
+
+    from rasa.shared.core.events import (
+        ActionReverted,
+        BotUttered,
+        DefinePrevUserUtteredFeaturization,
+        EntitiesAdded,
+        Restarted,
+        SessionStarted,
+        UserUtteranceReverted,
+        UserUttered,
+    )
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    original = DialogueStateTracker.copy
+    infinity = float("inf")
+
+    def latest_events(tracker: DialogueStateTracker) -> Optional[tuple]:
+        """(the latest message, the latest bot utterance) a replay would leave, each the event itself or
+        None for the fresh empty one; None when this cannot be told from the events since the last reset
+        (a reverted turn replays the applied events; an event changed an empty latest message)."""
+        user = bot = None
+        changes_message = False
+        for event in reversed(tracker.events):
+            if isinstance(event, (UserUtteranceReverted, ActionReverted)):
+                return None if user is None or bot is None else (user, bot)
+            if isinstance(event, (Restarted, SessionStarted)):
+                break
+            if user is None and isinstance(event, UserUttered):
+                user = event
+            elif bot is None and isinstance(event, BotUttered):
+                bot = event
+            elif user is None and isinstance(event, (EntitiesAdded, DefinePrevUserUtteredFeaturization)):
+                changes_message = True
+            if user is not None and bot is not None:
+                return user, bot
+        return None if user is None and changes_message else (user, bot)
+
+    def copy(self: DialogueStateTracker) -> DialogueStateTracker:
+        try:
+            replayable = all(event.timestamp <= infinity for event in self.events)
+        except TypeError:
+            replayable = False
+        latest = latest_events(self) if replayable else None
+        if (type(self) is not DialogueStateTracker or self._max_event_history is not None
+                or type(self.slots) is not dict or latest is None
+                or (latest[0] is not None and self.latest_message is not latest[0])
+                or (latest[1] is not None and self.latest_bot_utterance is not latest[1])):
+            return original(self)
+        new = self.init_copy()  # its own empty latest message and bot utterance, as a replay starts
+        new.events.extend(self.events)
+        new.slots = {name: copying.copy(slot) for name, slot in self.slots.items()}
+        new._paused = self._paused
+        new.followup_action = self.followup_action
+        new.latest_action = dict(self.latest_action) if self.latest_action is not None else None
+        new.active_loop = dataclasses.replace(self.active_loop) if self.active_loop is not None else None
+        if latest[0] is not None:
+            new.latest_message = latest[0]
+        if latest[1] is not None:
+            new.latest_bot_utterance = latest[1]
+        return new
+
+    copy.__doc__ = original.__doc__
+    copy.__wrapped__ = original  # type: ignore[attr-defined]
+    DialogueStateTracker.copy = copy  # type: ignore[assignment]
+
+
+PATCHES += [copy_without_replaying]

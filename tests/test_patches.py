@@ -480,8 +480,13 @@ def _random_events(rng: Any, count: int) -> List[Any]:
         ActionExecuted,
         ActionExecutionRejected,
         ActiveLoop,
+        AllSlotsReset,
         BotUttered,
+        ConversationPaused,
+        ConversationResumed,
         DefinePrevUserUtteredFeaturization,
+        EntitiesAdded,
+        FollowupAction,
         LoopInterrupted,
         Restarted,
         SessionStarted,
@@ -499,8 +504,12 @@ def _random_events(rng: Any, count: int) -> List[Any]:
         lambda: UserUttered("hi", intent={"name": "greet", "confidence": 1.0}), lambda: UserUttered("x"),
         lambda: BotUttered("hello"), lambda: SlotSet("name", "x"), lambda: DefinePrevUserUtteredFeaturization(False),
         lambda: ActionReverted(), lambda: UserUtteranceReverted(), lambda: Restarted(), lambda: SessionStarted(),
+        lambda: EntitiesAdded([{"entity": "therapy", "value": rng.choice(["massage", "yoga"])}]),
+        lambda: SlotSet(rng.choice(["topic", "therapy", "requested_slot"]), rng.choice([None, "massage", "phone"])),
+        lambda: FollowupAction("action_answer"), lambda: ConversationPaused(), lambda: ConversationResumed(),
+        lambda: AllSlotsReset(),
     ]
-    weights = [8, 6, 5, 5, 3, 2, 2, 1, 8, 2, 5, 4, 1, 1, 1, 0.3, 0.3]
+    weights = [8, 6, 5, 5, 3, 2, 2, 1, 8, 2, 5, 4, 1, 1, 1, 0.3, 0.3, 1, 3, 0.5, 0.2, 0.2, 0.2]
     return [rng.choices(kinds, weights)[0]() for _ in range(count)]
 
 
@@ -560,3 +569,91 @@ def test_applied_events_of_a_bounded_history_are_rasas() -> None:
         tracker.update(event)
         _same_applied_events(tracker)
     assert "_rasa_ext_applied" not in tracker.__dict__
+
+
+# --- tracker copies without replaying ---------------------------------------------------------------------
+
+def _state(tracker: DialogueStateTracker) -> Dict[str, Any]:
+    """Everything a tracker holds: its attributes, its events (which objects), its slots (value and whether
+    set), and what every user event of it says (a replay applies some events to earlier messages)."""
+    from rasa.shared.core.events import UserUttered
+    from rasa.shared.core.trackers import EventVerbosity
+
+    return {
+        "current": tracker.current_state(EventVerbosity.ALL),
+        "attributes": sorted(name for name in vars(tracker) if not name.startswith("_rasa_ext")),
+        "events": [id(event) for event in tracker.events],
+        "slots": {name: (slot.value, slot.has_been_set) for name, slot in tracker.slots.items()},
+        "loop": tracker.active_loop, "paused": tracker._paused, "model": (tracker.model_id, tracker.assistant_id),
+        "source": (tracker.sender_source, tracker.is_rule_tracker, tracker._max_event_history),
+        "bot": tracker.latest_bot_utterance,
+        "users": [(event.as_dict(), event.use_text_for_featurization) for event in tracker.events
+                  if isinstance(event, UserUttered)],
+    }
+
+
+def _same_copy(tracker: DialogueStateTracker) -> None:
+    """Compares the patched copy with Rasa's replay, and shows the copy is a tracker of its own."""
+    copied = tracker.copy()
+    before = _state(tracker)
+    replayed = DialogueStateTracker.copy.__wrapped__(tracker)
+    assert _state(tracker) == before  # the replay changed nothing in the events the copy shares
+    assert _state(copied) == _state(replayed)
+    # A copy is a tracker of its own: what happens to it leaves the original as it was.
+    from rasa.shared.core.events import ActionExecuted, LoopInterrupted, SlotSet
+
+    for event in (SlotSet("topic", "other"), LoopInterrupted(True), ActionExecuted("consultation_form")):
+        copied.update(event)
+    assert _state(tracker) == before
+
+
+def test_tracker_copies_of_random_conversations_are_rasas_replays() -> None:
+    import random
+
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    rng = random.Random(23)
+    compared = 0
+    for _ in range(250):
+        tracker = DialogueStateTracker("random", domain.slots)
+        for event in _random_events(rng, rng.randrange(1, 60)):
+            tracker.update(event)
+            if rng.random() < 0.3:
+                _same_copy(tracker)
+                compared += 1
+    assert compared > 1500
+
+
+def test_tracker_copies_of_real_conversations_are_rasas_replays(stored_events) -> None:
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    conversations: Dict[str, List[Dict[str, Any]]] = {}
+    for event in stored_events:
+        conversations.setdefault(event["sender_id"], []).append(event)
+    for sender, events in conversations.items():
+        tracker = DialogueStateTracker.from_dict(sender, events, domain.slots)
+        prefix = DialogueStateTracker(sender, domain.slots)
+        for event in tracker.events:
+            prefix.update(event)
+            _same_copy(prefix)
+
+
+def test_a_tracker_copy_replays_when_the_state_cannot_be_told_from_the_latest_events(monkeypatch) -> None:
+    from rasa.shared.core.events import ActionExecuted, UserUtteranceReverted, UserUttered
+
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    replays = []
+    travel = DialogueStateTracker.travel_back_in_time
+    monkeypatch.setattr(DialogueStateTracker, "travel_back_in_time", lambda *a: replays.append(1) or travel(*a))
+    tracker = DialogueStateTracker("plain", domain.slots)
+    for event in [UserUttered("hi"), ActionExecuted("action_answer"), ActionExecuted("action_listen")]:
+        tracker.update(event)
+    _same_copy(tracker)
+    assert len(replays) == 1  # Rasa's, for the comparison: the patched copy did not replay
+    replays.clear()
+    tracker.update(UserUtteranceReverted())  # the latest message is now an earlier one, or none
+    _same_copy(tracker)
+    assert len(replays) == 2
+    replays.clear()
+    bounded = DialogueStateTracker("bounded", domain.slots, max_event_history=5)
+    bounded.update(UserUttered("hi"))
+    _same_copy(bounded)
+    assert len(replays) == 2

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -19,8 +17,8 @@ import pytest
 import requests
 import websockets
 
-from tests.servers import MODEL, ROOT, free_port
-from tests.test_supervisor import READY, Run, alive, children, run_env, wait_for
+from tests.servers import ROOT, free_port
+from tests.test_supervisor import Run, children, run_env, running
 
 BOOKING = ["I'd like to book a consultation", "Jane Doe", "555-201-3344", "mornings", "jane@example.com", "skip",
            "yes"]
@@ -28,23 +26,8 @@ BOOKING = ["I'd like to book a consultation", "Jane Doe", "555-201-3344", "morni
 
 @pytest.fixture(scope="module")
 def workers_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    if not MODEL.exists():
-        pytest.skip(f"{MODEL} is missing: run `make model` first")
-    started = Run(tmp_path_factory.mktemp("make-run-workers"), {"RASA_WORKERS": "2"})
-    try:
-        wait_for(lambda: READY in started.text() or started.process.poll() is not None, 300, "ready", started.log)
-        assert started.process.poll() is None, started.text()[-4000:]
+    with running(tmp_path_factory.mktemp("make-run-workers"), {"RASA_WORKERS": "2"}) as started:
         yield started
-    finally:
-        pids = started.pids()
-        started.process.send_signal(signal.SIGTERM)
-        try:
-            started.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            started.process.kill()
-        for pid in pids.values():
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 def _say(run: Run, sender: str, text: str) -> str:

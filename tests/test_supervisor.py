@@ -8,6 +8,7 @@ stop and block its four servers one after the other: each must come back while t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -306,9 +307,16 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    with running(tmp_path_factory.mktemp("make-run")) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running(folder: Path, extra_env: Optional[Dict[str, str]] = None) -> Iterator[Run]:
+    """``scripts/serve.py`` started in ``folder`` and ready; every server stopped afterwards."""
     if not MODEL.exists():
         pytest.skip(f"{MODEL} is missing: run `make model` first")
-    started = Run(tmp_path_factory.mktemp("make-run"))
+    started = Run(folder, extra_env)
     try:
         wait_for(lambda: READY in started.text() or started.process.poll() is not None, 300, "ready", started.log)
         assert started.process.poll() is None, started.text()[-4000:]
