@@ -146,13 +146,37 @@ def project(folder: Path, workers: int = 1, extra_env: Optional[Dict[str, str]] 
         health={"actions": f"http://127.0.0.1:{action_port}/health", "rasa": url + "/"})
 
 
-def make_stock_bot(folder: Path) -> Path:
-    """Creates and trains ``rasa init --no-prompt`` in ``folder`` unless a trained one is already there."""
+def make_stock_bot(folder: Path, epochs: Optional[int] = None) -> Path:
+    """Creates and trains ``rasa init --no-prompt`` in ``folder`` unless a trained one is already there.
+
+    With ``epochs``, the bot's config.yml is Rasa's default configuration (what Rasa fills in for the
+    init bot's empty one) written out with that many epochs for each trained component: a quick bot for
+    testing the harness, never for figures. A folder keeps the epochs it was made with (``epochs.txt``);
+    asking for others is refused rather than mixing them up."""
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **BASE_ENV}
-    if not (folder / "domain.yml").exists():
+    marker = folder / "epochs.txt"
+    wanted = str(epochs or "default")
+    if (folder / "domain.yml").exists() and (marker.read_text().strip() if marker.exists() else "default") != wanted:
+        raise RuntimeError(f"{folder} holds a stock bot made with other epochs; delete it or use another folder")
+    if not (folder / "domain.yml").exists() and epochs:
+        # rasa init's files without its training (which would use 100 epochs), then the written-out config.
+        import rasa
+        import yaml
+        from rasa.cli.scaffold import create_initial_project
+
+        create_initial_project(str(folder))
+        config = yaml.safe_load((Path(rasa.__file__).parent / "engine" / "recipes" / "config_files"
+                                 / "default_config.yml").read_text())
+        for part in config["pipeline"] + config["policies"]:
+            if "epochs" in part:
+                part["epochs"] = epochs
+        (folder / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    elif not (folder / "domain.yml").exists():
         subprocess.run([RASA, "init", "--no-prompt", "--init-dir", str(folder)], cwd=folder, env=env,
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, input=b"")
+    if not marker.exists():
+        marker.write_text(wanted + "\n")
     models = sorted((folder / "models").glob("*.tar.gz"))
     if not models:
         subprocess.run([RASA, "train", "--fixed-model-name", "stock", "--out", "models"], cwd=folder, env=env,
@@ -161,9 +185,9 @@ def make_stock_bot(folder: Path) -> Path:
     return models[-1]
 
 
-def stock(bot: Path, folder: Path) -> Assistant:
+def stock(bot: Path, folder: Path, epochs: Optional[int] = None) -> Assistant:
     """The stock bot in ``bot`` (made by :func:`make_stock_bot`), served as ``rasa run`` serves it."""
-    model = make_stock_bot(bot)
+    model = make_stock_bot(bot, epochs)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **BASE_ENV}
