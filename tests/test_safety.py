@@ -28,6 +28,8 @@ EMERGENCIES = [
     "i dont notice when i need to pee anymore",
     "there is a crushing pressure in my chest",
     "my chest is tight and i feel sweaty",
+    "since last night i cannot go pee",
+    "is there a hospital near me, my legs went numb",
 ]
 CRISES = [
     "honestly I don't want to wake up tomorrow",
