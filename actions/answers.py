@@ -49,7 +49,7 @@ _SURGERY = re.compile(r"\b(surgery|surgeries|operation|operate|operated|decompre
 # Topics after whose answer a "should I…" question gets the personal line (the others, such as the
 # surgery candidacy or the clinic's phone, already say that the clinic decides).
 _PERSONAL_LINE_TOPICS = ("back_pain", "treatments", "combined_approach", "surgery")
-FOLLOW_UP_MAX_WORDS = 9
+FOLLOW_UP_MAX_WORDS = 12
 # Words that give a message its own subject, so that it is not a follow-up of the previous answer.
 _SUBJECT = re.compile(r"\b(fibro\w*|fm|back|spine|pain|symptoms?|causes?|surgery|operation|therap\w*|treat\w*|"
                       r"exercis\w*|medic\w*|diet|clinic|doctor|dr|director|phone|number|appointment|consultation)\b",
@@ -65,6 +65,31 @@ _HEALTH = re.compile(r"\b(fibro\w*|fm|pain\w*|back|spine|symptoms?|treat\w*|ther
 # question about back pain or combining treatments; "can PT and swimming be combined?" is not.
 _THERAPY_FIRST_TOPICS = ("back_pain", "combined_approach", "treatments")
 _COMBINES = re.compile(r"\b(combin\w*|together|mix\w*|along|both|several|multiple|and)\b", re.IGNORECASE)
+# "Do they give you painkillers for fibro back pain?" is about painkillers, though the classifier heard a
+# back-pain question; "I'm on pain meds and my back still hurts, what else?" asks for something else.
+_ASKS_FOR_OTHERS = re.compile(r"\b(else|other|others|besides|instead|without|except|apart\s+from|beyond|alternatives?|"
+                              r"still|even\s+(with|after|though|on)|despite|tried|not\s+(help|work)\w*|"
+                              r"(doesn'?t|don'?t|didn'?t|isn'?t|aren'?t|wasn'?t|won'?t)\b|nothing|no\s+longer|anymore|stopped)",
+                              re.IGNORECASE)
+
+# A long message that tells the visitor's story and then asks what treatments there are ("...my GP just
+# says rest. What treatments do you have for this?") asks a general question, though the classifier,
+# hearing "I" and "my" many times over, took it for a request for personal advice. The medical-advice
+# patterns (doses, stopping a medicine, "do I have…") still refuse first.
+STORY_MIN_WORDS = 20
+_ASKS_FOR_TREATMENTS = re.compile(
+    r"\bwhat\s+(kinds?\s+of\s+|types?\s+of\s+|sorts?\s+of\s+|other\s+)?(treatments?|therap(y|ies)|options|choices)\b"
+    r"(?![\w\s]{0,12}\b(should|would|could)\s+i\b)"
+    r"|\bwhat\s+(helps|can\s+help|could\s+help|works|can\s+be\s+done|do\s+people\s+do|do\s+you\s+(offer|have|do))\b"
+    r"|\bhow\s+(do|can|does|is|are)\s+(people|you|anyone|someone|others|fibro\w*|it|this|back\s+pain)\s+"
+    r"(treat|manag|handl|deal|get\s+relief|be\s+treated|be\s+managed)"
+    r"|\b(is|are)\s+there\s+(any\s+)?(treatments?|therap(y|ies)|options|anything\s+that\s+(helps|works))\b",
+    re.IGNORECASE)
+
+
+def tells_a_story_and_asks_for_treatments(text: str) -> bool:
+    """A long message asking what treatments there are (see ``STORY_MIN_WORDS``)."""
+    return len(text.split()) >= STORY_MIN_WORDS and bool(_ASKS_FOR_TREATMENTS.search(text))
 
 
 @dataclass
@@ -83,6 +108,22 @@ def therapy_named(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
         if therapy:
             return therapy
     return knowledge.therapy_in_text(latest_text(tracker))
+
+
+def therapies_named(knowledge: Knowledge, tracker: Tracker) -> List[Topic]:
+    """Every distinct treatment the latest message's entities name, in order."""
+    found: List[Topic] = []
+    for value in tracker.get_latest_entity_values(THERAPY_ENTITY):
+        therapy = knowledge.therapy_from_value(value)
+        if therapy is not None and therapy not in found:
+            found.append(therapy)
+    return found
+
+
+def asks_about_one_therapy(knowledge: Knowledge, tracker: Tracker, text: str) -> bool:
+    """The message names one treatment and asks about it, not about combining it or something else."""
+    return (len(therapies_named(knowledge, tracker)) == 1 and not _COMBINES.search(text)
+            and not _ASKS_FOR_OTHERS.search(text))
 
 
 def therapy_asked(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
@@ -197,10 +238,13 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
     therapy = therapy_named(knowledge, tracker)
     previous = previous_answer_topic(knowledge, tracker)
     context = previous if previous is not None and therapy is None and is_follow_up(text) else None
-    if intent == OUT_OF_SCOPE_INTENT and not (_REFERS_BACK.search(text) or _CONTINUES.search(text)
-                                              or _HEALTH.search(text)):
-        context = None  # "what's the weather like?" after an answer is off-topic, not a follow-up
     aspect = answering.not_covered_aspect(text)
+    # "What's the weather like?" after an answer is off-topic, not a follow-up; "how many times a week
+    # would I have to go?" asks what the article doesn't say about the treatment just answered (an aspect
+    # of a treatment, not a `general` one such as the weather).
+    if intent == OUT_OF_SCOPE_INTENT and not (_REFERS_BACK.search(text) or _CONTINUES.search(text)
+                                              or _HEALTH.search(text) or (aspect is not None and not aspect.general)):
+        context = None
     follow_up = answering.follow_up_aspect(text) if context is not None else None
 
     # "How long?" or "kids?" alone is a question about the article only in a message about a topic,
@@ -225,6 +269,8 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
             return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
         if personal and general is not None:
             return topic_answer(knowledge, general, personal=True)
+        if tells_a_story_and_asks_for_treatments(text):
+            return topic_answer(knowledge, knowledge.topics["treatments"], personal=True)
         if aspect is None or not aspect.general:
             return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
 
@@ -242,8 +288,8 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
 
     if intent == TREATMENT_INTENT:
         return topic_answer(knowledge, therapy_asked(knowledge, tracker) or topic, personal)
-    if therapy is not None and (topic is None or (personal and topic.key in _THERAPY_FIRST_TOPICS
-                                                  and not _COMBINES.search(text))):
+    if therapy is not None and (topic is None or (topic.key in _THERAPY_FIRST_TOPICS and (
+            (personal and not _COMBINES.search(text)) or asks_about_one_therapy(knowledge, tracker, text)))):
         return topic_answer(knowledge, therapy, personal)
     if topic is not None:
         return topic_answer(knowledge, topic, personal)

@@ -38,6 +38,11 @@ HOPELESS_KEY = "hopeless"
 # A classifier's crisis or emergency this sure is kept even when a medical-advice pattern matches ("should
 # I take all my pills tonight"); a less sure one (which the FallbackClassifier would drop anyway) is not.
 KEEP_SAFETY_CONFIDENCE = 0.5
+# The classifier's other guesses stay in the ranking below an override, scaled by this factor: the
+# FallbackClassifier after this component calls a prediction ambiguous when the next one is within 0.1 of
+# it, so a pattern's 1.0 above the classifier's 0.98 for another intent would become the fallback and the
+# emergency would get no 911 reply.
+OVERRIDDEN_SCALE = 0.5
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -65,7 +70,9 @@ class SafetyNet(GraphComponent, IntentClassifier):
             override = self._override(text, predicted.get(INTENT_NAME_KEY),
                                       float(predicted.get(PREDICTED_CONFIDENCE_KEY) or 0.0))
             if override is not None:
-                ranking = [entry for entry in message.get(INTENT_RANKING_KEY) or []
+                ranking = [{**entry, PREDICTED_CONFIDENCE_KEY: float(entry.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
+                            * OVERRIDDEN_SCALE}
+                           for entry in message.get(INTENT_RANKING_KEY) or []
                            if entry.get(INTENT_NAME_KEY) != override]
                 intent = {INTENT_NAME_KEY: override, PREDICTED_CONFIDENCE_KEY: 1.0}
                 message.set(INTENT, intent, add_to_output=True)

@@ -198,6 +198,8 @@ def test_medical_advice_without_a_general_question_stays_refused(dispatcher, dom
     ("ask_surgery", "how often does decompression surgery work?", "surgery"),
     ("ask_treatment", "what are the side effects of antidepressants", "antidepressants"),
     ("medical_advice", "is fibromyalgia contagious", "causes"),
+    ("ask_treatment", "do sleep aids leave you feeling spaced out", "sleep_aids"),
+    ("nlu_fallback", "would fibromyalgia be visible on an x-ray", "what_is_fibromyalgia"),
 ])
 def test_what_the_article_does_not_say_is_said_honestly_with_the_closest_and_the_phone(
         knowledge, dispatcher, domain, intent, text, closest):
@@ -222,6 +224,9 @@ def test_an_off_topic_message_is_not_taken_for_a_question_the_article_does_not_a
     ("gentle_exercise", "does it hurt?", "gentle_exercise"),        # the article says movement can be painful
     ("combined_approach", "how long does that take?", "combined_approach"),  # "may take time"
     ("water_therapy", "does it really help?", "water_therapy"),
+    ("related_conditions", "ok so what can they do for that", "treatments"),
+    ("gentle_exercise", "but won't that make my back worse", "gentle_exercise"),  # "difficult and painful"
+    ("biofeedback", "is it actually any good", "biofeedback"),
 ])
 def test_a_follow_up_is_answered_about_the_topic_just_discussed(knowledge, dispatcher, domain, previous, text, expected):
     run(ActionAnswer(), dispatcher, after(previous, text), domain)
@@ -232,7 +237,9 @@ def test_a_follow_up_is_answered_about_the_topic_just_discussed(knowledge, dispa
 @pytest.mark.parametrize("previous, text", [("physical_therapy", "does it hurt?"),
                                             ("water_therapy", "can I do it at home?"),
                                             ("biofeedback", "how long does it take?"),
-                                            ("surgery", "is it risky?")])
+                                            ("surgery", "is it risky?"),
+                                            ("biofeedback", "does that one hurt"),
+                                            ("water_therapy", "will that make the pain worse")])
 def test_a_follow_up_the_article_does_not_answer_says_so_about_that_topic(knowledge, dispatcher, domain, previous, text):
     run(ActionAnswer(), dispatcher, after(previous, text, intent="goodbye"), domain)
     [message] = texts(dispatcher)
@@ -298,3 +305,49 @@ def test_an_off_topic_message_after_an_answer_is_not_a_follow_up(knowledge, disp
 def test_a_follow_up_naming_no_subject_is_about_the_previous_topic(knowledge, dispatcher, domain):
     run(ActionAnswer(), dispatcher, after("surgery", "how long is the recovery?", "out_of_scope"), domain)
     assert "doesn't cover" in texts(dispatcher)[0] and knowledge.topics["surgery"].answer in texts(dispatcher)[0]
+
+
+def test_a_question_the_article_does_not_answer_after_an_answer_is_a_follow_up_even_off_topic(knowledge, dispatcher,
+                                                                                                domain):
+    text = "and how often per week would someone need to go"
+    run(ActionAnswer(), dispatcher, after("physical_therapy", text, "out_of_scope"), domain)
+    [message] = texts(dispatcher)
+    assert message.startswith("The article doesn't cover") and knowledge.therapies["physical_therapy"].answer in message
+
+
+def test_being_on_medication_for_ages_is_not_a_question_about_a_cure(knowledge, dispatcher, domain):
+    text = "my mum has taken meds forever for her fibro, is there anything apart from pills"
+    run(ActionAnswer(), dispatcher, make_tracker("ask_combined_approach", text), domain)
+    assert texts(dispatcher)[0].startswith(knowledge.topics["combined_approach"].answer[:60])
+    assert knowledge.answering.not_covered_aspect("will I have fibro forever").key == "cure"
+
+
+@pytest.mark.parametrize("intent, text, entity, expected", [
+    ("ask_back_pain", "are painkillers used for a fibro back", "painkillers", "medication"),
+    ("ask_treatment", "does biofeedback do much for back pain", "biofeedback", "biofeedback"),
+    ("ask_back_pain", "i take painkillers and my back still hurts, what else", "painkillers", "back_pain"),
+    ("ask_back_pain", "can walking and physio both help my back", "walking", "back_pain"),
+])
+def test_a_back_pain_question_naming_one_treatment_is_about_that_treatment(knowledge, dispatcher, domain, intent,
+                                                                          text, entity, expected):
+    tracker = make_tracker(intent, text, entities=[{"entity": "therapy", "value": entity}])
+    run(ActionAnswer(), dispatcher, tracker, domain)
+    answer = (knowledge.topics.get(expected) or knowledge.therapies[expected]).answer
+    assert answer in texts(dispatcher)[0]
+
+
+STORY = ("I'm 61 and had fibro for a long time, my back got worse this year after I moved house and my "
+         "family doctor only tells me to rest. ")
+
+
+def test_a_long_story_asking_what_treatments_there_are_gets_the_general_answer(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", STORY + "what treatments are there"), domain)
+    [text] = texts(dispatcher)
+    assert knowledge.topics["treatments"].answer in text and knowledge.answering.personal_line in text
+
+
+@pytest.mark.parametrize("question", ["what treatment should I get", "how much tramadol should I take",
+                                      "what is wrong with me"])
+def test_a_long_story_asking_for_personal_advice_stays_refused(dispatcher, domain, question):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", STORY + question), domain)
+    assert "can't give medical advice" in texts(dispatcher)[0]

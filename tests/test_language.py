@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from rasa.nlu.classifiers.fallback_classifier import FallbackClassifier
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
@@ -76,3 +77,21 @@ def test_a_medical_advice_pattern_never_turns_the_classifiers_crisis_into_a_refu
 def test_an_unsure_crisis_guess_on_a_medical_advice_question_is_refused_not_dropped(knowledge):
     message = classified(knowledge, "would it hurt to take an extra pill", "crisis", confidence=0.36)
     assert message.get(INTENT)["name"] == "medical_advice"
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("slipped on the stairs and landed on my back, now the pain is so bad i cant walk", "emergency"),
+    ("my back aches and I want to kill myself", "crisis"),
+    ("necesito una cita con el doctor", "other_language"),
+])
+def test_an_override_over_a_confident_classifier_is_not_made_ambiguous_for_the_fallback(knowledge, text, intent):
+    """The FallbackClassifier runs after the safety net with the project's thresholds (config.yml): a
+    classifier 0.98 sure of another intent must not turn the pattern's 1.0 into the fallback."""
+    config = next(step for step in yaml.safe_load((ROOT / "config.yml").read_text())["pipeline"]
+                  if step["name"] == "FallbackClassifier")
+    fallback = FallbackClassifier({**FallbackClassifier.get_default_config(),
+                                   **{key: value for key, value in config.items() if key != "name"}})
+    message = classified(knowledge, text, "ask_back_pain", [{"name": intent, "confidence": 0.01}], confidence=0.98)
+    fallback.process([message])
+    assert message.get(INTENT)["name"] == intent
+    assert [entry["name"] for entry in message.get(INTENT_RANKING_KEY)][:2] == [intent, "ask_back_pain"]

@@ -19,6 +19,17 @@ EMERGENCIES = [
     "I suddenly can't lift my left foot",
     "please send an ambulance",
     "my dad has chest pain and is sweating",
+    # indirect wording: falls and crashes, the bladder, sudden numbness, the heart
+    "took a tumble down the porch steps and now i cant get up off the floor",
+    "my car got t-boned this morning and my back is in agony",
+    "wrecked my bike and i can hardly move my legs",
+    "my left foot went limp all of a sudden",
+    "i keep wetting myself since yesterday and my back hurts",
+    "i dont notice when i need to pee anymore",
+    "there is a crushing pressure in my chest",
+    "my chest is tight and i feel sweaty",
+    "since last night i cannot go pee",
+    "is there a hospital near me, my legs went numb",
 ]
 CRISES = [
     "honestly I don't want to wake up tomorrow",
@@ -27,6 +38,16 @@ CRISES = [
     "i'm going to hurt myself tonight",
     "I'd be better off dead than living like this",
     "no reason to go on living with this pain",
+    # indirect wording
+    "honestly what is the point of living like this",
+    "there is no point going on",
+    "my family would be better off if i was gone",
+    "i wont be around much longer, i have decided",
+    "im so done with life",
+    "sometimes i pray i dont wake up",
+    "ive been stockpiling my sleeping pills",
+    "nobody would even notice if i disappeared",
+    "i wrote a goodbye letter to my kids",
 ]
 ORDINARY = [
     "can fibromyalgia cause numbness in my hands",
@@ -39,6 +60,17 @@ ORDINARY = [
     "my pain is killing me but it's the usual fibro flare",
     "can sleep aids help me sleep through the night",
     "do you take Medicare",
+    # words shared with the indirect red flags above
+    "i have had a slipped disc for years, the pain is so bad some days",
+    "i have trouble falling asleep because the pain is so bad",
+    "i fell asleep on the sofa and now my back is stiff",
+    "my chest hurts a bit from fibro where the ribs are",
+    "in the end everything hurts anyway",
+    "how do i end things with my current physio",
+    "whats the point of trying another treatment",
+    "i want the pain to end",
+    "is there anything that can end this pain",
+    "is walking good for fibro if my legs get tired",
 ]
 
 
@@ -146,3 +178,4 @@ def test_personal_specifics_about_named_medicines_are_refused(knowledge, text):
                                   "is it worth trying physical therapy", "does cymbalta help fibromyalgia"])
 def test_general_should_i_questions_are_not_refused_by_the_patterns(knowledge, text):
     assert classify(text, knowledge) is None
+
