@@ -30,6 +30,19 @@ def domain() -> Dict[str, Any]:
     return yaml.safe_load((ROOT / "domain.yml").read_text())
 
 
+@pytest.fixture(scope="session")
+def shared_servers(tmp_path_factory):
+    """The real Rasa and action servers with the project's credentials.yml and a SQLite database, started
+    once for the modules that need nothing else (a start takes about 35 s on the 2-core machine):
+    test_action_server.py, test_e2e.py, test_fuzz.py. Each test talks as visitors of its own; a test that
+    stops or restarts a server starts it again before it ends."""
+    from tests.servers import Servers
+
+    running = Servers(tmp_path_factory.mktemp("shared-servers")).start()
+    yield running
+    running.stop()
+
+
 @pytest.fixture()
 def dispatcher() -> CollectingDispatcher:
     return CollectingDispatcher()
