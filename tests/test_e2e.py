@@ -40,7 +40,7 @@ THERAPY_QUESTIONS = {
 
 @pytest.fixture(scope="module")
 def servers(shared_servers) -> Servers:
-    return shared_servers  # one pair of servers with test_action_server.py and test_fuzz.py (conftest.py)
+    return shared_servers  # shared with test_action_server.py, test_door.py and test_fuzz.py (conftest.py)
 
 
 def rows(servers: Servers, sender: str):

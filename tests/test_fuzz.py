@@ -144,7 +144,7 @@ def uuid_hex(rng: random.Random) -> str:
 
 @pytest.fixture(scope="module")
 def servers(shared_servers) -> Servers:
-    return shared_servers  # one pair of servers with test_action_server.py and test_e2e.py (conftest.py)
+    return shared_servers  # shared with test_action_server.py, test_door.py and test_e2e.py (conftest.py)
 
 
 def fuzz_rest(servers: Servers, fuzz: Fuzz, count: int) -> List[str]:
