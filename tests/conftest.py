@@ -30,6 +30,25 @@ def domain() -> Dict[str, Any]:
     return yaml.safe_load((ROOT / "domain.yml").read_text())
 
 
+@pytest.fixture(scope="session")
+def shared_servers(tmp_path_factory):
+    """The real Rasa and action servers on a SQLite database, with the channels ``make run`` opens when
+    CALLBACK_URL is set (the project's credentials.yml and the callback channel, whose URL here is a port
+    nobody listens on: Rasa's own RestInput, its failures logged by Rasa itself). Started once for the modules
+    that need nothing else (a start takes about 35 s on the 2-core machine): test_action_server.py,
+    test_door.py, test_e2e.py, test_fuzz.py. Each test talks as visitors of its own; a test that stops or
+    restarts a server starts it again before it ends."""
+    from scripts import credentials
+    from tests.servers import Servers
+
+    folder = tmp_path_factory.mktemp("shared-servers")
+    path = folder / "credentials.yml"
+    credentials.write(credentials.render({"CALLBACK_URL": "http://127.0.0.1:9/bot"}), path)
+    running = Servers(folder, credentials=path).start()
+    yield running
+    running.stop()
+
+
 @pytest.fixture()
 def dispatcher() -> CollectingDispatcher:
     return CollectingDispatcher()

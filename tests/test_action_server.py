@@ -23,7 +23,7 @@ from rasa_sdk import __version__ as SDK_VERSION
 from actions.store import RequestStore
 from tests.conftest import ROOT
 from tests.expectations import PHONE
-from tests.servers import Servers, Visitor, free_port
+from tests.servers import Visitor, free_port
 
 HEADER = "X-Action-Token"
 MARKER = "Zanzibar-7f3e"  # visitor text that must never come back in a response or reach the log
@@ -310,12 +310,8 @@ def test_the_endpoints_files_send_the_secret_from_the_environment(monkeypatch):
         assert endpoint.headers == {HEADER: "s3cret-token-0123456789"}, name
 
 
-def test_the_rasa_server_calls_the_action_server_with_the_secret(tmp_path):
-    servers = Servers(tmp_path).start()
-    try:
-        assert "fibromyalgia" in Visitor(servers).says("what is fibromyalgia?").lower()
-        # and the action server refuses whoever does not know it
-        port = servers.action_port
-        assert requests.post(f"http://127.0.0.1:{port}/webhook", json={}, timeout=10).status_code == 401
-    finally:
-        servers.stop()
+def test_the_rasa_server_calls_the_action_server_with_the_secret(shared_servers):
+    assert "fibromyalgia" in Visitor(shared_servers).says("what is fibromyalgia?").lower()
+    # and the action server refuses whoever does not know it
+    port = shared_servers.action_port
+    assert requests.post(f"http://127.0.0.1:{port}/webhook", json={}, timeout=10).status_code == 401

@@ -1,7 +1,12 @@
 """Databases that come and go, end to end: the real Rasa and action servers on a real PostgreSQL database of
-the test's own (``t_<random>``, dropped at the end), with real faults: connections terminated with
+the module's own (``t_<random>``, dropped at the end), with real faults: connections terminated with
 ``pg_terminate_backend``, the database closed for 20 s with ``ALLOW_CONNECTIONS false``, the database dropped
 and recreated, NUL characters in a sender id and a message, a Rasa restart.
+
+The tests share one pair of servers and one database (starting them took about 35 s a test), in file order:
+each talks as visitors of its own and reads the servers' logs from where it began, and each fault ends
+before the test does (the database unblocked, recreated and migrated), so the next test starts on
+servers that have just come through a fault.
 """
 
 from __future__ import annotations
@@ -27,16 +32,31 @@ TECHNICAL = "technical problem"
 OUTAGE_SECONDS = 20
 
 
-@pytest.fixture()
-def setup(tmp_path) -> Iterator[Tuple[Servers, PgDatabase]]:
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Iterator[Tuple[Servers, PgDatabase]]:
     database = PgDatabase()
-    servers = Servers(tmp_path, db_url=database.url.render_as_string(hide_password=False))
+    servers = Servers(tmp_path_factory.mktemp("db-faults"),
+                      db_url=database.url.render_as_string(hide_password=False))
     try:
         servers.start()
         yield servers, database
     finally:
         servers.stop()
         database.drop()
+
+
+@pytest.fixture()
+def setup(shared) -> Iterator[Tuple[Servers, PgDatabase]]:
+    """The shared servers, both running and answering, with each log read from the test's start on."""
+    servers, database = shared
+    for name in ("rasa", "actions"):
+        assert servers.processes[name].poll() is None, servers.log(name)[-3000:]
+    servers.log_offsets = {name: len(servers.log(name)) for name in ("rasa", "actions")}
+    yield servers, database
+
+
+def log_since_start(servers: Servers, name: str) -> str:
+    return servers.log(name)[servers.log_offsets[name]:]
 
 
 def post(servers: Servers, sender: str, text: str) -> Tuple[int, Optional[List[dict]]]:
@@ -110,7 +130,7 @@ def test_a_database_unreachable_for_20_s_gets_no_fresh_start_and_the_conversatio
     for status, messages in during + [newcomer]:
         assert_no_fresh_start(status, messages)
     assert servers.processes["rasa"].poll() is None
-    assert "conversations database is unavailable" in servers.log("rasa")
+    assert "conversations database is unavailable" in log_since_start(servers, "rasa")
     after = visitor.says("(310) 555-0134")
     assert "good time" in after and DISCLAIMER not in after  # resumed where it was
     texts = user_texts(database, visitor.sender)
@@ -125,7 +145,7 @@ def test_a_nul_in_the_sender_or_the_message_never_stops_the_server(setup):
     # Rasa's store: the Rasa server exits. The project's REST channel refuses such an id (4xx); a channel
     # that let it through would reach the store, which cleans it (tests/test_tracker_store.py).
     status, messages = post(servers, sender + "\u0000\u001b", "hello")
-    assert servers.processes["rasa"].poll() is None, servers.log("rasa")[-2000:]
+    assert servers.processes["rasa"].poll() is None, log_since_start(servers, "rasa")[-2000:]
     assert (400 <= status < 500) or (status == 200 and DISCLAIMER in joined(messages)), (status, messages)
     status, messages = post(servers, sender, "hello\u0000 there")
     assert status == 200 and DISCLAIMER in joined(messages)

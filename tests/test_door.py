@@ -214,14 +214,8 @@ def test_install_filters_every_logger_of_the_process_whatever_its_handlers():
 # --- the real servers ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("door")
-    path = folder / "credentials.yml"
-    # the callback channel is Rasa's own RestInput: its failures are logged by Rasa itself
-    credentials.write(credentials.render({"CALLBACK_URL": "http://127.0.0.1:9/bot"}), path)
-    running = Servers(folder, credentials=path).start()
-    yield running
-    running.stop()
+def servers(shared_servers) -> Servers:
+    return shared_servers  # with the callback channel, shared with three other modules (conftest.py)
 
 
 def post(servers: Servers, body: Any, raw: bool = False, headers: Any = None) -> requests.Response:

@@ -39,10 +39,8 @@ THERAPY_QUESTIONS = {
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    running = Servers(tmp_path_factory.mktemp("e2e")).start()
-    yield running
-    running.stop()
+def servers(shared_servers) -> Servers:
+    return shared_servers  # shared with test_action_server.py, test_door.py and test_fuzz.py (conftest.py)
 
 
 def rows(servers: Servers, sender: str):

@@ -143,10 +143,8 @@ def uuid_hex(rng: random.Random) -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    running = Servers(tmp_path_factory.mktemp("fuzz")).start()
-    yield running
-    running.stop()
+def servers(shared_servers) -> Servers:
+    return shared_servers  # shared with test_action_server.py, test_door.py and test_e2e.py (conftest.py)
 
 
 def fuzz_rest(servers: Servers, fuzz: Fuzz, count: int) -> List[str]:
