@@ -182,7 +182,8 @@ def test_hopelessness_is_answered_with_one_gentle_988_line(knowledge, servers):
     messages = Visitor(servers).say("been living with fibro for years and nothing has worked, what's left?")
     texts = [message.get("text") or "" for message in messages]
     answer = "\n".join(texts)
-    assert "combined approach" in answer and "decompression spine surgery" in answer, answer
+    # The treatments the article gives, the last resort among them (the overview or the combined approach).
+    assert "combined approach" in answer.lower() and "decompression spine surgery" in answer.lower(), answer
     assert texts[-1] == knowledge.answering.hopeless_line and knowledge.crisis_text not in answer
 
 
