@@ -13,7 +13,7 @@ import itertools
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 from jsonschema import ValidationError
@@ -513,6 +513,22 @@ def _random_events(rng: Any, count: int) -> List[Any]:
     return [rng.choices(kinds, weights)[0]() for _ in range(count)]
 
 
+def _random_moments(seed: int, conversations: int, longest: int, share: float) -> Iterator[Tuple[Any, Any]]:
+    """Random conversations built event by event: (the tracker, the event just added) at a random
+    ``share`` of the moments, and (the tracker, None) at the end of each conversation."""
+    import random
+
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    rng = random.Random(seed)
+    for _ in range(conversations):
+        tracker = DialogueStateTracker("random", domain.slots)
+        for event in _random_events(rng, rng.randrange(1, longest)):
+            tracker.update(event)
+            if rng.random() < share:
+                yield tracker, event
+        yield tracker, None
+
+
 def _same_applied_events(tracker: DialogueStateTracker) -> List[Any]:
     mine = tracker.applied_events()
     theirs = DialogueStateTracker.applied_events.__wrapped__(tracker)
@@ -523,19 +539,13 @@ def _same_applied_events(tracker: DialogueStateTracker) -> List[Any]:
 def test_applied_events_continued_from_the_last_result_are_the_same() -> None:
     """Random conversations built event by event, compared with Rasa's result at random moments (so the
     patched method continues over one event or several), and its result changed by the caller."""
-    import random
-
-    domain = Domain.load(str(ROOT / "domain.yml"))
-    rng = random.Random(11)
     continued = 0
-    for _ in range(400):
-        tracker = DialogueStateTracker("random", domain.slots)
-        for event in _random_events(rng, rng.randrange(1, 80)):
-            tracker.update(event)
-            if rng.random() < 0.4:
-                continued += "_rasa_ext_applied" in tracker.__dict__
-                _same_applied_events(tracker).append(event)  # the caller's list is its own
-        _same_applied_events(tracker)
+    for tracker, event in _random_moments(seed=11, conversations=400, longest=80, share=0.4):
+        if event is None:  # the end of a conversation
+            _same_applied_events(tracker)
+            continue
+        continued += "_rasa_ext_applied" in tracker.__dict__
+        _same_applied_events(tracker).append(event)  # the caller's list is its own
     assert continued > 3000
 
 
@@ -608,18 +618,11 @@ def _same_copy(tracker: DialogueStateTracker) -> None:
 
 
 def test_tracker_copies_of_random_conversations_are_rasas_replays() -> None:
-    import random
-
-    domain = Domain.load(str(ROOT / "domain.yml"))
-    rng = random.Random(23)
     compared = 0
-    for _ in range(250):
-        tracker = DialogueStateTracker("random", domain.slots)
-        for event in _random_events(rng, rng.randrange(1, 60)):
-            tracker.update(event)
-            if rng.random() < 0.3:
-                _same_copy(tracker)
-                compared += 1
+    for tracker, event in _random_moments(seed=23, conversations=250, longest=60, share=0.3):
+        if event is not None:
+            _same_copy(tracker)
+            compared += 1
     assert compared > 1500
 
 
