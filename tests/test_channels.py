@@ -32,17 +32,20 @@ SECRETS = {
     "SLACK_TOKEN": "xoxb-slack-token-4c1b",
     "SLACK_SIGNING_SECRET": "slack-signing-secret-9e2f",
     "TELEGRAM_ACCESS_TOKEN": "123456:telegram-token-77aa",
-    "TELEGRAM_BOT_NAME": "spine_clinic_bot",
     "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/webhooks/telegram/webhook",
+    "TELEGRAM_SECRET_TOKEN": "telegram-secret_0123",
     "FACEBOOK_VERIFY_TOKEN": "fb-verify-token-31d0",
     "FACEBOOK_APP_SECRET": "fb-app-secret-5a6b",
     "FACEBOOK_PAGE_ACCESS_TOKEN": "fb-page-token-8c8c",
     "TWILIO_ACCOUNT_SID": "ACtwilio-sid-0f0f",
     "TWILIO_AUTH_TOKEN": "twilio-auth-token-2b2b",
     "TWILIO_NUMBER": "+13105550100",
+    "TWILIO_WEBHOOK_URL": "https://bot.example.com/webhooks/twilio/webhook",
     "CALLBACK_URL": "http://127.0.0.1:5034/bot?token=callback-secret-6d6d",
 }
-OPTIONAL = ["callback", "slack", "telegram", "facebook", "twilio"]
+OPTIONAL = ["callback", "slack", "telegram", "messenger", "twilio"]
+PLATFORMS = {"slack": "channels.slack.SlackInput", "telegram": "channels.telegram.TelegramInput",
+             "messenger": "channels.messenger.MessengerInput", "twilio": "channels.twilio.TwilioInput"}
 
 
 # --- scripts/credentials.py -------------------------------------------------------------------------
@@ -61,15 +64,19 @@ def test_every_channel_is_on_when_its_variables_are_set():
     rendered = credentials.render(SECRETS)
     assert rendered.on == ["rest", "socketio"] + OPTIONAL and rendered.off == {}
     channels = rendered.channels
-    assert channels["slack"] == {"slack_token": SECRETS["SLACK_TOKEN"],
-                                 "slack_signing_secret": SECRETS["SLACK_SIGNING_SECRET"]}
-    assert channels["facebook"]["page-access-token"] == SECRETS["FACEBOOK_PAGE_ACCESS_TOKEN"]
-    assert channels["twilio"]["twilio_number"] == SECRETS["TWILIO_NUMBER"]
-    assert channels["telegram"]["webhook_url"] == SECRETS["TELEGRAM_WEBHOOK_URL"]
+    assert channels[PLATFORMS["slack"]] == {"slack_token": SECRETS["SLACK_TOKEN"],
+                                            "slack_signing_secret": SECRETS["SLACK_SIGNING_SECRET"]}
+    assert channels[PLATFORMS["messenger"]]["page-access-token"] == SECRETS["FACEBOOK_PAGE_ACCESS_TOKEN"]
+    assert channels[PLATFORMS["twilio"]]["twilio_number"] == SECRETS["TWILIO_NUMBER"]
+    assert channels[PLATFORMS["twilio"]]["webhook_url"] == SECRETS["TWILIO_WEBHOOK_URL"]
+    assert channels[PLATFORMS["telegram"]]["webhook_url"] == SECRETS["TELEGRAM_WEBHOOK_URL"]
+    assert channels[PLATFORMS["telegram"]]["secret_token"] == SECRETS["TELEGRAM_SECRET_TOKEN"]
+    assert not any(name in channels for name in ("slack", "telegram", "facebook", "twilio"))  # Rasa's own: off
     assert channels["channels.callback.CallbackInput"] == {"url": SECRETS["CALLBACK_URL"]}
 
 
-@pytest.mark.parametrize("missing", ["SLACK_SIGNING_SECRET", "TWILIO_NUMBER", "CALLBACK_URL", "FACEBOOK_APP_SECRET"])
+@pytest.mark.parametrize("missing", ["SLACK_SIGNING_SECRET", "TWILIO_NUMBER", "TWILIO_WEBHOOK_URL", "CALLBACK_URL",
+                                     "FACEBOOK_APP_SECRET", "TELEGRAM_SECRET_TOKEN"])
 def test_a_channel_missing_one_variable_stays_off(missing):
     for value in (None, ""):  # unset, or set to nothing
         env = {**SECRETS}
@@ -104,6 +111,8 @@ def test_the_written_file_is_private_and_loads_in_rasa(tmp_path):
 
     names = sorted(channel.name() for channel in create_http_input_channels(None, str(out)))
     assert names == ["callback", "facebook", "rest", "slack", "socketio", "twilio"]
+    classes = {type(channel).__module__ for channel in create_http_input_channels(None, str(out))}
+    assert {"channels.slack", "channels.messenger", "channels.twilio"} <= classes
 
 
 def test_the_script_names_channels_and_missing_variables_but_prints_no_secret(tmp_path):
@@ -114,13 +123,13 @@ def test_the_script_names_channels_and_missing_variables_but_prints_no_secret(tm
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     printed = result.stdout + result.stderr
-    assert "Channels on: rest, socketio, callback, slack, telegram, facebook" in printed
+    assert "Channels on: rest, socketio, callback, slack, telegram, messenger" in printed
     assert "twilio (not set: TWILIO_AUTH_TOKEN)" in printed
     for name, value in SECRETS.items():
-        if name not in ("TWILIO_NUMBER", "TELEGRAM_BOT_NAME"):
+        if name not in ("TWILIO_NUMBER",):
             assert value not in printed, name
     written = yaml.safe_load(out.read_text())
-    assert written["slack"]["slack_token"] == SECRETS["SLACK_TOKEN"] and "twilio" not in written
+    assert written[PLATFORMS["slack"]]["slack_token"] == SECRETS["SLACK_TOKEN"] and PLATFORMS["twilio"] not in written
 
 
 def test_the_script_refuses_a_regex_origin_and_writes_nothing(tmp_path):
