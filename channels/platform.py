@@ -208,7 +208,8 @@ class PlatformInput(InputChannel):
         raw = inbound.text if isinstance(inbound.text, str) else ""
         text = door.clean_text(raw).strip()
         privacy.remember(raw, text, ids=(conversation, inbound.sender, str(inbound.address)))
-        first = await self._stored(True, self.store.first_delivery, self.name(), inbound.delivery_id, conversation)
+        delivery = door.clean_text(inbound.delivery_id)  # PostgreSQL refuses NUL
+        first = await self._stored(True, self.store.first_delivery, self.name(), delivery, conversation)
         if not first:
             logger.info("%s: a re-delivered message of conversation %s was ignored", self.name(), conversation)
             return

@@ -1,9 +1,11 @@
-"""The messaging platforms' channels end to end: the real Rasa and action servers (started once for the
-module, every platform channel on), requests in each platform's documented shape and signed as it signs
-them, and a local stand-in for each platform's API (tests/platforms.py) recording what the assistant sends."""
+"""Every channel end to end, on one pair of real Rasa and action servers started once for the module with
+every channel on: REST, the widget's socket.io and the callback channel (posting to a local receiver),
+and the messaging platforms: requests in each platform's documented shape and signed as it signs them,
+and a local stand-in for each platform's API (tests/platforms.py) recording what the assistant sends."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import json
@@ -13,16 +15,21 @@ import sqlite3
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import aiohttp
 import pytest
 import requests
+import socketio
 
 from scripts import credentials
 from tests import platforms
 from tests.expectations import PHONE, TOPIC_PHRASES, contains_all
 from tests.platforms import StandIn
 from tests.servers import Servers, Visitor
+from tests.test_channels import Receiver
 
 pytestmark = pytest.mark.e2e
+
+PAGE_ORIGIN = "http://localhost:8000"
 
 TWILIO_WEBHOOK_URL = "https://clinic.example.com/webhooks/twilio/webhook"  # the public URL, not the local one
 SECRETS = {
@@ -46,6 +53,13 @@ _ids = itertools.count(random.randrange(10**6, 10**7))
 
 
 @pytest.fixture(scope="module")
+def receiver():
+    running = Receiver()
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
 def standin():
     running = StandIn()
     yield running
@@ -53,11 +67,12 @@ def standin():
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, standin):
+def servers(tmp_path_factory, standin, receiver):
     folder = tmp_path_factory.mktemp("platforms")
     path = folder / "credentials.yml"
-    rendered = credentials.render(SECRETS)
-    assert rendered.on == ["rest", "socketio", "slack", "telegram", "messenger", "twilio"], rendered.summary()
+    rendered = credentials.render({**SECRETS, "CALLBACK_URL": receiver.url, "WEB_ORIGINS": PAGE_ORIGIN})
+    assert rendered.on == ["rest", "socketio", "callback", "slack", "telegram", "messenger", "twilio"], \
+        rendered.summary()
     credentials.write(rendered, path)
     running = Servers(folder, credentials=path,
                       env={**standin.env(), "CHANNEL_SENDER_MAX_MESSAGES": str(CAP)}).start()
@@ -78,6 +93,129 @@ def stored(servers: Servers) -> Tuple[int, int, int]:
 
 def number() -> str:
     return "+1424555" + f"{random.randrange(10**4):04d}"
+
+
+# --- REST, socket.io, callback ---------------------------------------------------------------------------
+
+async def hang_up(client: socketio.AsyncClient) -> None:
+    """Disconnects without waiting for the pending long-poll to end (up to the 25 s ping interval)."""
+    await client.eio.disconnect(abort=True)
+
+
+class SocketVisitor:
+    """A visitor on the socket.io channel with python-socketio's client, as the widget does it
+    (contracts #3): ``session_request`` with the stored session id (or None), then every message with
+    the id the server confirmed.
+
+    The client uses the polling transport: python-engineio's async WebSocket transport needs
+    aiohttp >= 3.10 (``aiohttp.ClientWSTimeout``) and Rasa 3.6 pins aiohttp 3.9. The browser tests
+    (test_web.py) use WebSocket.
+    """
+
+    def __init__(self, url: str, session_id: Optional[str] = None, **connect: Any) -> None:
+        self.url, self.asked, self.connect_options = url, session_id, connect
+        self.session_id = ""
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.messages: "asyncio.Queue[Dict[str, Any]]" = asyncio.Queue()
+        self.confirmed: "asyncio.Queue[str]" = asyncio.Queue()
+        self.client.on("bot_uttered", self.messages.put)
+        self.client.on("session_confirm", self.confirmed.put)
+
+    async def __aenter__(self) -> "SocketVisitor":
+        await self.client.connect(self.url, wait_timeout=10, transports=["polling"], **self.connect_options)
+        await self.client.emit("session_request", {"session_id": self.asked})
+        self.session_id = await asyncio.wait_for(self.confirmed.get(), 10)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await hang_up(self.client)
+
+    async def say(self, text: Any, until: Callable[[str], bool], session_id: Any = None) -> List[Dict[str, Any]]:
+        """Sends ``text``; the bot's messages until their joined texts satisfy ``until``."""
+        await self.client.emit("user_uttered", {"message": text, "session_id": session_id or self.session_id})
+        got: List[Dict[str, Any]] = []
+        while not until("\n".join(message.get("text") or "" for message in got)):
+            got.append(await asyncio.wait_for(self.messages.get(), 60))
+        return got
+
+
+def test_a_rest_conversation(servers):
+    visitor = Visitor(servers)
+    assert contains_all(visitor.says("what is fibromyalgia"), TOPIC_PHRASES["what_is_fibromyalgia"])
+    assert contains_all(visitor.says("what causes it"), TOPIC_PHRASES["causes"])
+
+
+def test_a_socketio_conversation_continues_after_a_reconnect(servers):
+    async def conversation() -> None:
+        async with SocketVisitor(servers.url, None) as visitor:
+            session_id = visitor.session_id
+            answer = await visitor.say("what is fibromyalgia",
+                                       lambda text: contains_all(text, TOPIC_PHRASES["what_is_fibromyalgia"]))
+            await asyncio.sleep(1)  # the quick replies come with the answer's last part
+            while not visitor.messages.empty():
+                answer.append(visitor.messages.get_nowait())
+            titles = [reply["title"] for message in answer for reply in message.get("quick_replies", [])]
+            assert "Symptoms" in titles
+            await visitor.say("I'd like to book a consultation", lambda text: "name" in text)
+        # a new connection with the same session id: the form goes on where it was
+        async with SocketVisitor(servers.url, session_id) as visitor:
+            assert visitor.session_id == session_id  # the server's own id is confirmed as it is
+            await visitor.say("Maria Lopez", lambda text: "phone number" in text)
+        # another session id is another conversation: the same answer is not taken as a name
+        async with SocketVisitor(servers.url, None) as stranger:
+            assert stranger.session_id != session_id
+            reply = await stranger.say("Maria Lopez", lambda text: bool(text))
+            assert "phone number" not in "\n".join(message.get("text") or "" for message in reply)
+
+    asyncio.run(conversation())
+
+
+def test_socketio_accepts_only_the_configured_web_origins(servers):
+    async def polling(origin: str) -> bool:
+        client = socketio.AsyncClient(reconnection=False)
+        try:
+            await client.connect(servers.url, headers={"Origin": origin}, transports=["polling"], wait_timeout=10)
+        except socketio.exceptions.ConnectionError:
+            return False
+        await hang_up(client)
+        return True
+
+    async def websocket(origin: str) -> bool:
+        url = servers.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.ws_connect(url, headers={"Origin": origin}, timeout=10) as ws:
+                    opening = await ws.receive(timeout=10)  # engine.io "open" packet
+                    return opening.type == aiohttp.WSMsgType.TEXT and opening.data.startswith("0{")
+            except aiohttp.WSServerHandshakeError as error:
+                assert error.status == 400
+                return False
+
+    async def check() -> None:
+        for connect in (polling, websocket):
+            assert await connect(PAGE_ORIGIN), connect.__name__
+            assert not await connect("http://evil.example"), connect.__name__
+            assert not await connect("http://localhost:8000.evil.example"), connect.__name__
+            assert not await connect("http://127.0.0.1:8001"), connect.__name__
+
+    asyncio.run(check())
+    response = requests.get(f"{servers.url}/socket.io/?EIO=4&transport=polling",
+                            headers={"Origin": PAGE_ORIGIN}, timeout=10)
+    assert response.ok and response.headers.get("Access-Control-Allow-Origin") == PAGE_ORIGIN
+    refused = requests.get(f"{servers.url}/socket.io/?EIO=4&transport=polling",
+                           headers={"Origin": "http://evil.example"}, timeout=10)
+    assert refused.status_code == 400 and "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_the_callback_channel_posts_the_replies_to_the_configured_url(servers, receiver):
+    sender = uuid.uuid4().hex
+    response = requests.post(f"{servers.url}/webhooks/callback/webhook",
+                             json={"sender": sender, "message": "what's your phone number"}, timeout=60)
+    assert response.status_code == 200 and response.text == "success"
+    got = receiver.messages(lambda messages: contains_all(
+        "\n".join(m["json"].get("text") or "" for m in messages), TOPIC_PHRASES["contact"]))
+    assert all(message["path"] == "/bot" and message["json"]["recipient_id"] == sender for message in got)
+    assert PHONE in "\n".join(message["json"].get("text") or "" for message in got)
 
 
 # --- one visitor per platform, posting as the platform posts ---------------------------------------
