@@ -22,11 +22,12 @@ the number the visitor wrote to (``To``, which carries ``whatsapp:`` for WhatsAp
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from urllib.parse import parse_qs
 
 import aiohttp
 from rasa.core.channels.channel import InputChannel, UserMessage
 from sanic import response
-from sanic.request import Request
+from sanic.request import Request, RequestParameters
 from sanic.response import HTTPResponse
 from twilio.request_validator import RequestValidator
 
@@ -34,6 +35,17 @@ from channels import shaping
 from channels.platform import Inbound, PlatformInput, bad_request, check, forbidden, required
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def fields(request: Request) -> RequestParameters:
+    """The request's form fields, empty ones included: Twilio signs ``Body=`` of a photo-only message,
+    and Sanic's ``request.form`` drops blank values (the signature would never match)."""
+    if not (request.content_type or "").startswith("application/x-www-form-urlencoded"):
+        return RequestParameters()
+    try:
+        return RequestParameters(parse_qs((request.body or b"").decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        return RequestParameters()
 
 
 class TwilioInput(PlatformInput):
@@ -66,7 +78,7 @@ class TwilioInput(PlatformInput):
         @blueprint.route("/webhook", methods=["POST"])
         async def message(request: Request) -> HTTPResponse:
             signature = request.headers.get("X-Twilio-Signature")
-            form = request.form
+            form = fields(request)
             if not signature or not self.validator.validate(self.webhook_url, form, signature):
                 return forbidden(self.name(), "missing or wrong X-Twilio-Signature")
             sid, sender = form.get("MessageSid") or form.get("SmsSid"), form.get("From")

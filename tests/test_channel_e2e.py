@@ -573,3 +573,19 @@ def test_conversation_ids_are_namespaced_per_channel_and_hold_no_phone_number(se
     assert platform_ids and all(re.fullmatch(r"(twilio|telegram|facebook|slack):[0-9a-f]{32}", sender)
                                 for sender in platform_ids)
     assert not any(sms.sender[1:] in sender for sender in senders)
+
+
+def test_a_message_over_2000_characters_is_answered_please_shorten_and_a_photo_gets_a_polite_reply(servers, standin):
+    visitor = Telegram(servers, standin)
+    marker = "wombat" + uuid.uuid4().hex[:6]
+    answer, calls = says(visitor, (marker + " I have pain. ") * 150)  # about 3,000 characters
+    assert len(calls) == 1 and "too long" in answer and PHONE in answer
+    [[count]] = query(servers, "select count(*) from events where data like ?", f"%{marker}%")
+    assert count == 0  # never reached the NLU nor the conversation
+    sms = Sms(servers, standin)
+    photo = {**sms.form(""), "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/media/1",
+             "MediaContentType0": "image/jpeg"}
+    mark = standin.mark()
+    assert sms.post(photo).status_code == 200
+    [reply] = standin.sent("twilio", mark)
+    assert "only read text" in reply.text and "911" in reply.text

@@ -8,6 +8,7 @@ import datetime as dt
 import threading
 from typing import List
 
+import pytest
 import sqlalchemy as sa
 
 from channels.platform_store import PlatformStore
@@ -17,6 +18,7 @@ from rasa_ext.migrate import migrate
 WINDOW = dt.timedelta(hours=1)
 
 
+@pytest.mark.postgres
 def test_a_delivery_is_taken_once_across_servers_at_the_same_moment(pg_schema_url):
     stores = [PlatformStore(pg_schema_url) for _ in range(4)]  # four servers, each its own engine and pool
     stores[0].create_tables()
@@ -66,6 +68,7 @@ def test_options_are_remembered_per_conversation_and_replaced(tmp_path):
     assert store.options("twilio:1") == ()
 
 
+@pytest.mark.postgres
 def test_migrate_creates_the_channel_tables(pg_schema_url):
     created = migrate(pg_schema_url)
     assert {"channel_deliveries", "channel_options"} <= set(created)
