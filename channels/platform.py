@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 import aiohttp
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
 from rasa.shared.exceptions import RasaException
-from sanic import response
+from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -165,13 +165,14 @@ class PlatformInput(InputChannel):
 
     # --- shared -------------------------------------------------------------------------------------
 
-    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Any:
-        from sanic import Blueprint
-
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         self._knowledge = get_knowledge()  # loaded at start-up: a broken knowledge folder stops the server
         self._key = door.load_secret()
         self._store = PlatformStore(database_url())
-        self._store.create_tables()
+        try:
+            self._store.create_tables()  # normally done by `python -m rasa_ext.migrate`
+        except SQLAlchemyError as error:  # the gate answers without the store until the database is back
+            logger.error("%s: the channel tables could not be checked (%s)", self.name(), type(error).__name__)
         webhook = Blueprint(f"project_{self.name()}_webhook", __name__)
 
         @webhook.route("/", methods=["GET"])
