@@ -11,8 +11,9 @@ credentials (``credentials.optional.yml``)::
 of "v0:<X-Slack-Request-Timestamp>:<raw body>" with the signing secret>``, the timestamp within 5 minutes
 (a replay later is refused), compared in constant time, as Rasa 3.6's channel does: missing, stale or wrong,
 403, nothing stored, nothing sent. It answers the ``url_verification`` challenge and takes ``message`` and
-``app_mention`` events from people (not bots, not edits), each ``event_id`` once (Slack retries with
-``X-Slack-Retry-Num`` carry the same id). Replies go out with ``chat.postMessage`` (``SLACK_API_URL``,
+``app_mention`` events from people (not bots, not edits; ``message`` only in direct messages), each
+message once (its channel and ``ts``: Slack's retries, ``X-Slack-Retry-Num``, carry the same event, and a
+direct message that mentions the bot comes as two events with two ``event_id``). Replies go out with ``chat.postMessage`` (``SLACK_API_URL``,
 default Slack's) to the channel the message came from, buttons as one numbered list, as on SMS.
 """
 
@@ -98,13 +99,20 @@ class SlackInput(PlatformInput):
             return None
         if event.get("type") not in ("message", "app_mention") or event.get("bot_id") or event.get("subtype"):
             return None  # the bot's own messages, edits, joins…
+        if event["type"] == "message" and event.get("channel_type") != "im":
+            return None  # in a channel, only messages that mention the bot (app_mention) are for it
         user, channel = event.get("user"), event.get("channel")
         if not isinstance(user, str) or not isinstance(channel, str):
             return None
         text = event.get("text")
         text = _MENTION.sub("", text) if isinstance(text, str) else ""
         sender = f"{body.get('team_id') or event.get('team') or ''}:{channel}:{user}"
-        return Inbound(str(body["event_id"]), sender, channel, text=text)
+        # One message can come as two events (a direct message that mentions the bot: ``message`` and
+        # ``app_mention``, two event ids), so the message's own id, its channel and timestamp, is the key;
+        # a retry of either event carries the same.
+        timestamp = event.get("ts")
+        delivery = f"{channel}:{timestamp}" if isinstance(timestamp, str) and timestamp else str(body["event_id"])
+        return Inbound(delivery, sender, channel, text=text)
 
     async def deliver(self, session: aiohttp.ClientSession, address: Any,
                       messages: List[Dict[Text, Any]]) -> shaping.Options:

@@ -442,6 +442,16 @@ def test_slack_answers_with_numbered_options_and_the_url_check(servers, standin)
     challenge = visitor.post({"token": "t", "challenge": "ch-7", "type": "url_verification"})
     assert challenge.json() == {"challenge": "ch-7"}
     mark = standin.mark()
+    mention = visitor.event("<@UBOT1> what causes fibromyalgia")
+    twin = json.loads(json.dumps(mention))  # the same message, delivered again as an app_mention event
+    twin["event_id"], twin["event"]["type"] = "Ev" + uuid.uuid4().hex[:10].upper(), "app_mention"
+    assert visitor.post(mention).ok and visitor.post(twin).ok
+    assert contains_all("\n".join(call.text for call in standin.sent("slack", mark)), TOPIC_PHRASES["causes"])
+    assert len(standin.sent("slack", mark)) == 1
+    channel_message = visitor.event("a message in a channel, not for the bot")
+    channel_message["event"]["channel_type"] = "channel"
+    mark = standin.mark()
+    assert visitor.post(channel_message).ok and standin.sent("slack", mark) == []
     bot = visitor.event("an echo of the bot's own message")
     bot["event"]["bot_id"] = "B1"
     assert visitor.post(bot).ok and standin.sent("slack", mark) == []
