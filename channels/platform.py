@@ -151,6 +151,8 @@ class PlatformInput(InputChannel):
         self._store: Optional[PlatformStore] = None
         self._key = b""
         self._knowledge: Optional[Knowledge] = None
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._session_loop: Optional[asyncio.AbstractEventLoop] = None
 
     # --- the subclass's part ------------------------------------------------------------------------
 
@@ -179,8 +181,17 @@ class PlatformInput(InputChannel):
         async def health(_: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
+        @webhook.listener("after_server_stop")
+        async def close_client(*_: Any) -> None:
+            await self.close()
+
         self.routes(webhook, on_new_message)
         return webhook
+
+    async def close(self) -> None:
+        """Closes the HTTP client to the platform's API (at server stop)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
 
     @property
     def store(self) -> PlatformStore:
@@ -266,13 +277,20 @@ class PlatformInput(InputChannel):
         else:
             logger.info("%s: a message of conversation %s over the limit was ignored", self.name(), conversation)
 
+    def _client(self) -> aiohttp.ClientSession:
+        """One HTTP client per event loop (a Sanic worker's), so that connections to the platform's API
+        are kept and reused rather than opened (TLS handshake included) for every reply."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_SECONDS))
+            self._session_loop = loop
+        return self._session
+
     async def send(self, conversation: Text, address: Any, messages: List[Dict[Text, Any]]) -> None:
         """Sends the replies; a failure is logged without text or secrets (the turn is stored anyway)."""
         choices: shaping.Options = ()
         try:
-            timeout = aiohttp.ClientTimeout(total=API_TIMEOUT_SECONDS)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                choices = await self.deliver(session, address, messages)
+            choices = await self.deliver(self._client(), address, messages)
         except PlatformError as error:
             logger.error("%s: the reply to conversation %s was not sent: %s", self.name(), conversation, error)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
