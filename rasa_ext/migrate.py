@@ -7,7 +7,8 @@ Usage: ``python -m rasa_ext.migrate [--url URL]``. The database is the assistant
 * the PostgreSQL database itself (through the ``postgres`` maintenance database), or the SQLite file's folder;
 * Rasa's ``events`` table, from the tracker store's own SQLAlchemy model;
 * the ``consultation_requests`` tables (:meth:`actions.store.RequestStore.create_table`);
-* the staff console's tables and its indexes on ``events`` (``console.db.create_schema``).
+* the staff console's tables and its indexes on ``events`` (``console.db.create_schema``);
+* the messaging channels' ``channel_deliveries`` and ``channel_options`` (:mod:`channels.platform_store`).
 
 It changes nothing that exists, so it can run at every start (``make run`` does) and again after a database
 was dropped and recreated: the running servers then work again without a restart, since the tracker store
@@ -76,6 +77,9 @@ def _create_all(engine: Engine) -> None:
     from rasa.core.tracker_store import SQLTrackerStore
 
     SQLTrackerStore.Base.metadata.create_all(engine)  # Rasa's `events` table, exactly as Rasa defines it
+    from channels.platform_store import create_tables as create_channel_tables
+
+    create_channel_tables(engine)  # the messaging channels' delivery ids and offered options
     try:
         from console import db as console_db
     except ImportError:  # a checkout without the console
