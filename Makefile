@@ -46,7 +46,7 @@ $(VENV)/.installed: requirements.txt
 
 setup: $(VENV)/.installed $(SPACY)/meta.json
 
-$(SPACY)/meta.json: $(VENV)/.installed knowledge/topics.yml actions/knowledge.py actions/knowledge_loader.py scripts/build_spacy_pipeline.py
+$(SPACY)/meta.json: $(VENV)/.installed knowledge/topics.yml core/knowledge.py core/knowledge_loader.py scripts/build_spacy_pipeline.py
 	rm -rf $(SPACY)
 	$(PY) scripts/build_spacy_pipeline.py $(SPACY)
 

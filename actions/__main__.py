@@ -22,10 +22,10 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.knowledge import KnowledgeError, get_knowledge
-from actions.limits import consultation_limits
-from actions.store import ConfigError, RequestStore, database_url
-from channels import privacy
+from core import privacy
+from core.knowledge import KnowledgeError, get_knowledge
+from core.limits import consultation_limits
+from core.store import ConfigError, RequestStore, database_url
 
 logger = logging.getLogger("actions")
 
@@ -108,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--host", default=os.environ.get("ACTION_SERVER_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("ACTION_SERVER_PORT", "5055")))
     args = parser.parse_args(argv)
-    privacy.install()  # no visitor text or raw conversation id in any log line (channels/privacy.py)
+    privacy.install()  # no visitor text or raw conversation id in any log line (core/privacy.py)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

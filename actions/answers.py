@@ -31,9 +31,9 @@ from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
-from actions.intents import MEDICAL_ADVICE_INTENT, TREATMENT_INTENT, classify
-from actions.knowledge import THERAPY_ENTITY, Aspect, Knowledge, Reply, Topic
 from actions.retrieval import article_index
+from core.intents import MEDICAL_ADVICE_INTENT, TREATMENT_INTENT, classify
+from core.knowledge import THERAPY_ENTITY, Aspect, Knowledge, Reply, Topic
 
 THERAPY_SLOT = "therapy"
 TOPIC_SLOT = "topic"

@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Optional, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.knowledge import Knowledge, Reply, get_knowledge
-from actions.limits import bounded
+from core.knowledge import Knowledge, Reply, get_knowledge
+from core.limits import bounded
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def latest_intent(tracker: Tracker) -> tuple[Optional[str], float]:
 
 def latest_text(tracker: Tracker) -> str:
     """The visitor's latest message as typed (or the payload of the button clicked), cut to the length
-    every pattern may see (:mod:`actions.limits`)."""
+    every pattern may see (:mod:`core.limits`)."""
     text = (tracker.latest_message or {}).get("text")
     return bounded(text if isinstance(text, str) else "")
 

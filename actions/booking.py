@@ -2,7 +2,7 @@
 
 The form asks, in order, for a name, a phone number, a call-back time, an email and what the visit is
 about (the last two optional), then shows a summary to confirm. Its slots use custom mappings: this
-module's validation action reads each answer with the text functions of ``actions/parsing.py``. When
+module's validation action reads each answer with the text functions of ``core/parsing.py``. When
 the answer is not for the form (an article question, cancel, an emergency) the validation action
 extracts nothing, the form is rejected, a rule answers, and the form resumes with the same question.
 """
@@ -21,10 +21,10 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, say
-from actions.intents import SAFETY_INTENTS, STOP_INTENT, answered_in_form
-from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
-from actions.limits import consultation_limits
-from actions.parsing import (
+from core.intents import SAFETY_INTENTS, STOP_INTENT, answered_in_form
+from core.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
+from core.limits import consultation_limits
+from core.parsing import (
     clean_name,
     corrections,
     display_phone,
@@ -37,7 +37,7 @@ from actions.parsing import (
     says_no,
     says_yes,
 )
-from actions.store import CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore, database_url
+from core.store import CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore, database_url
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class ValidateConsultationForm(FormValidationAction):
         if value is not None:
             return {field: value, FAILURES_SLOT: 0}
         intent, confidence = latest_intent(tracker)
-        # A question a rule answers during the form (actions/intents.py), or cancel.
+        # A question a rule answers during the form (core/intents.py), or cancel.
         interrupts = intent == STOP_INTENT or intent in answered_in_form(self.knowledge)
         if interrupts and confidence >= INTERRUPT_CONFIDENCE:
             return {}

@@ -44,8 +44,9 @@ from rasa.core.channels.socketio import SocketIOOutput
 from rasa.shared.exceptions import RasaException
 from sanic import Blueprint
 
-from actions.knowledge import get_knowledge
-from channels import door, origins, privacy
+from channels import door, origins
+from core import privacy
+from core.knowledge import get_knowledge
 
 logger = logging.getLogger(__name__)
 

@@ -2,11 +2,11 @@
 
 Usage: ``python -m rasa_ext.migrate [--url URL]``. The database is the assistant's (``CLINIC_DB_URL``, else the
 ``tracker_store`` of ``CLINIC_ENDPOINTS``, else of ``RASA_ENDPOINTS``, else of ``endpoints.yml``: see
-:func:`actions.store.database_url`). It creates, each only if missing:
+:func:`core.store.database_url`). It creates, each only if missing:
 
 * the PostgreSQL database itself (through the ``postgres`` maintenance database), or the SQLite file's folder;
 * Rasa's ``events`` table, from the tracker store's own SQLAlchemy model;
-* the ``consultation_requests`` tables (:meth:`actions.store.RequestStore.create_table`);
+* the ``consultation_requests`` tables (:meth:`core.store.RequestStore.create_table`);
 * the staff console's tables and its indexes on ``events`` (``console.db.create_schema``).
 
 It changes nothing that exists, so it can run at every start (``make run`` does) and again after a database
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.store import ConfigError, RequestStore, database_url
+from core.store import ConfigError, RequestStore, database_url
 
 MAINTENANCE_DB = "postgres"
 

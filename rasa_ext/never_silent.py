@@ -95,7 +95,7 @@ def log_like_rasa() -> None:
 
 def technical_problem_text() -> str:
     """The reply for "the action server cannot answer", from the knowledge files."""
-    from actions.knowledge import get_knowledge
+    from core.knowledge import get_knowledge
 
     return get_knowledge().technical_problem
 

@@ -16,7 +16,7 @@ import spacy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.knowledge import THERAPY_ENTITY, KnowledgeError, get_knowledge  # noqa: E402
+from core.knowledge import THERAPY_ENTITY, KnowledgeError, get_knowledge  # noqa: E402
 
 
 def build(output: Path) -> int:

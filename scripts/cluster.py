@@ -146,7 +146,7 @@ def create_tables(env: Dict[str, str]) -> None:
                    "import os\n"
                    "from rasa.core.utils import AvailableEndpoints\n"
                    "from rasa.core.tracker_store import TrackerStore\n"
-                   "from actions.store import RequestStore, database_url\n"
+                   "from core.store import RequestStore, database_url\n"
                    "TrackerStore.create(AvailableEndpoints.read_endpoints(os.environ['RASA_ENDPOINTS']).tracker_store)\n"
                    "RequestStore(database_url()).create_table()\n"]
     subprocess.run(command, cwd=ROOT, env=env, check=True)

@@ -1,4 +1,4 @@
-"""The consultation form: the answers' parsers (actions/parsing.py), the validation action's decisions, the
+"""The consultation form: the answers' parsers (core/parsing.py), the validation action's decisions, the
 summary, submission."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from actions.booking import (
     ActionSubmitConsultation,
     ValidateConsultationForm,
 )
-from actions.intents import answered_in_form
-from actions.parsing import clean_name, display_phone, find_email, free_text, is_skip, normalise_phone
-from actions.store import RequestStore
+from core.intents import answered_in_form
+from core.parsing import clean_name, display_phone, find_email, free_text, is_skip, normalise_phone
+from core.store import RequestStore
 from tests.conftest import make_tracker, run, texts
 from tests.expectations import PHONE
 
@@ -345,7 +345,7 @@ def test_a_client_stores_at_most_its_limit_across_conversations(sqlite_url, know
                                              ("CLINIC_MAX_REQUESTS_PER_CLIENT", "-1"),
                                              ("CLINIC_REQUEST_LIMIT_HOURS", "0")])
 def test_bad_limit_settings_are_refused_by_name(monkeypatch, variable, value):
-    from actions.limits import consultation_limits
+    from core.limits import consultation_limits
 
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=variable):
@@ -353,7 +353,7 @@ def test_bad_limit_settings_are_refused_by_name(monkeypatch, variable, value):
 
 
 def test_limit_settings_come_from_the_environment(monkeypatch):
-    from actions.limits import consultation_limits
+    from core.limits import consultation_limits
 
     assert (consultation_limits().per_conversation, consultation_limits().per_client) == (2, 5)
     monkeypatch.setenv("CLINIC_MAX_REQUESTS_PER_CONVERSATION", "0")

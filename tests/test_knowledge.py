@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actions.knowledge import (
+from core.knowledge import (
     REQUIRED_THERAPIES,
     REQUIRED_TOPICS,
     KnowledgeError,

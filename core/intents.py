@@ -1,6 +1,6 @@
 """The intents the code names, which intents are answered how, and the keyword safety net.
 
-Every intent of the domain is answered one of two ways (:func:`actions.knowledge_loader.load_knowledge`
+Every intent of the domain is answered one of two ways (:func:`core.knowledge_loader.load_knowledge`
 refuses a knowledge folder that leaves one out, and ``tests/test_consistency.py`` checks the rules):
 
 * an article topic's intent (``intent`` in ``knowledge/topics.yml``) or a conversation intent
@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, FrozenSet, Optional
 
-from actions.limits import bounded
+from core.limits import bounded
 
 if TYPE_CHECKING:
-    from actions.knowledge import Knowledge
+    from core.knowledge import Knowledge
 
 EMERGENCY_INTENT = "emergency"
 CRISIS_INTENT = "crisis"
@@ -54,7 +54,7 @@ def classify(text: str, knowledge: "Knowledge") -> Optional[str]:
     """The intent a safety pattern gives ``text``: ``crisis``, ``emergency`` or ``medical_advice``,
     checked in that order; None if no pattern matches.
 
-    The patterns see at most :data:`~actions.limits.MAX_TEXT_CHARS` characters, the channels' own
+    The patterns see at most :data:`~core.limits.MAX_TEXT_CHARS` characters, the channels' own
     message limit, so no message is cut and none can make them slow (tests/test_redos.py)."""
     text = bounded(text)
     for intent, patterns in ((CRISIS_INTENT, knowledge.crisis_patterns),

@@ -9,7 +9,7 @@ The knowledge folder (``knowledge/`` by default) holds data, not code:
 * ``replies.yml``, ``safety.yml``, ``booking.yml``: conversation, safety and booking texts.
 
 :func:`load_knowledge` reads and checks everything once (the loader and its checks are in
-``actions/knowledge_loader.py``) and returns an immutable :class:`Knowledge`; any problem raises
+``core/knowledge_loader.py``) and returns an immutable :class:`Knowledge`; any problem raises
 :class:`KnowledgeError` naming the file and what is wrong with it. :func:`get_knowledge` is the project's
 knowledge, loaded once per process.
 """
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from actions.intents import CONSULTATION_INTENT, TREATMENT_INTENT
-from actions.limits import bounded
+from core.intents import CONSULTATION_INTENT, TREATMENT_INTENT
+from core.limits import bounded
 
 # What the knowledge must hold besides an answer for every intent of the domain (the loader checks
 # that): the topics the code looks up by name (actions/answers.py), and the treatments.
@@ -318,13 +318,13 @@ class Answering:
 
 def load_knowledge(folder: Optional[Path] = None) -> Knowledge:
     """Reads and validates every knowledge file in ``folder`` (by default the project's, see
-    :mod:`actions.settings`): see :func:`actions.knowledge_loader.load_knowledge`.
+    :mod:`core.settings`): see :func:`core.knowledge_loader.load_knowledge`.
 
     Raises:
         KnowledgeError: a file is missing, malformed, lacks a required topic or reply, or an answer
             quotes a sentence that is not in the article.
     """
-    from actions import knowledge_loader  # the loader builds this module's classes
+    from core import knowledge_loader  # the loader builds this module's classes
 
     return knowledge_loader.load_knowledge(folder)
 

@@ -1,5 +1,5 @@
 """The ``consultation_requests`` table, in the same database as Rasa's tracker store
-(:func:`actions.settings.database_url`).
+(:func:`core.settings.database_url`).
 
 The table is created if missing (and a column added since is added to an existing table).
 :meth:`RequestStore.submit` stores a request within the abuse limits, counted in the table itself so that
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import IntegrityError
 
-# The database settings live in actions.settings; importable from here too (the action server's modules).
-from actions.settings import ConfigError, database_url  # noqa: F401
+# The database settings live in core.settings; importable from here too (the action server's modules).
+from core.settings import ConfigError, database_url  # noqa: F401
 
 STATUSES = ("new", "contacted", "closed")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, Optional
 
-from actions.limits import bounded
+from core.limits import bounded
 
 _PHONE = re.compile(r"(?<![\d+])(\+?1[\s.-]{0,3})?\(?(\d{3})\)?[\s.-]{0,3}(\d{3})[\s.-]{0,3}(\d{4})(?!\d)")
 # An address starts where a run of address characters starts (the look-behind), so a long run without

@@ -16,7 +16,7 @@ import os
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from actions.store import Limits
+    from core.store import Limits
 
 # The channels' message limit (contracts: messages over 2,000 characters never reach the NLU).
 MAX_TEXT_CHARS = 2000
@@ -41,7 +41,7 @@ def consultation_limits() -> "Limits":
     Raises:
         ValueError: a variable is not a whole number, is negative, or the window is 0.
     """
-    from actions.store import Limits  # here, not at the top: the store imports SQLAlchemy
+    from core.store import Limits  # here, not at the top: the store imports SQLAlchemy
 
     values = {}
     for key, (variable, default) in LIMIT_ENV.items():
