@@ -15,7 +15,6 @@ SPACY := build/spacy_en
 PYTHON ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do \
 	if "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1; then echo "$$p"; break; fi; done)
 
-export PYTHONPATH := $(CURDIR)
 export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
@@ -37,18 +36,29 @@ help:
 	@echo "make cluster  nginx :8080 in front of two Rasa and two action servers on PostgreSQL and Redis"
 	@echo "make crossval / probe / requests / clean: see the README"
 
-$(VENV)/.installed: requirements.txt
+# The pinned requirements, then the project itself (pyproject.toml, editable: the code stays where it is).
+# uv installs them in about 20 s from a cold cache where pip takes about 4 minutes; pip is the fallback
+# when uv is not installed (UV= forces it), from the same requirements.txt.
+UV ?= $(shell command -v uv 2>/dev/null)
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "Python 3.10 is required (Rasa 3.6 refuses 3.11): install it, or run make PYTHON=/path/to/python3.10" >&2; exit 1; fi
+ifneq ($(UV),)
+	@[ -x $(PY) ] || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -r requirements.txt
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps --editable .
+else
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip<24.1"
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --editable .
+endif
 	@touch $@
 
 setup: $(VENV)/.installed $(SPACY)/meta.json
 
 $(SPACY)/meta.json: $(VENV)/.installed knowledge/topics.yml core/knowledge.py core/knowledge_loader.py scripts/build_spacy_pipeline.py
 	rm -rf $(SPACY)
-	$(PY) scripts/build_spacy_pipeline.py $(SPACY)
+	$(PY) -m scripts.build_spacy_pipeline $(SPACY)
 
 $(MODEL): $(VENV)/.installed $(MODEL_INPUTS)
 	$(RASA) train --force --fixed-model-name clinic --out models
@@ -65,12 +75,12 @@ chromium:
 	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
 
 run: $(MODEL) $(WEB_DEPS)
-	$(PY) -m rasa_ext.migrate
-	$(if $(WORKERS),RASA_WORKERS=$(WORKERS) )$(PY) scripts/serve.py
+	$(PY) -m scripts.migrate
+	$(if $(WORKERS),RASA_WORKERS=$(WORKERS) )$(PY) -m scripts.serve
 
 # Creates the assistant's database and tables if missing (idempotent; make run runs it first).
 migrate: $(VENV)/.installed
-	$(PY) -m rasa_ext.migrate $(ARGS)
+	$(PY) -m scripts.migrate $(ARGS)
 
 validate: $(VENV)/.installed
 	$(RASA) data validate --fail-on-warnings
@@ -156,7 +166,7 @@ nginx:
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nginx; }
 
 cluster: $(MODEL) $(WEB_DEPS) nginx
-	$(PY) scripts/cluster.py
+	$(PY) -m scripts.cluster
 
 # 50 visitors for 2 minutes through a running `CLINIC_MAX_REQUESTS_PER_CLIENT=0 make cluster` (all of them
 # come from one address); ARGS="--url ... --visitors ... --seconds ...".

@@ -23,9 +23,11 @@ from typing import Optional, Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from core import privacy
-from core.knowledge import KnowledgeError, get_knowledge
+from core.knowledge import KnowledgeError
+from core.knowledge_loader import get_knowledge
 from core.limits import consultation_limits
-from core.store import ConfigError, RequestStore, database_url
+from core.settings import ConfigError, database_url
+from core.store import RequestStore
 
 logger = logging.getLogger("actions")
 

@@ -32,8 +32,8 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
 from actions.retrieval import article_index
-from core.intents import MEDICAL_ADVICE_INTENT, TREATMENT_INTENT, classify
-from core.knowledge import THERAPY_ENTITY, Aspect, Knowledge, Reply, Topic
+from core.intents import MEDICAL_ADVICE_INTENT, TREATMENT_INTENT
+from core.knowledge import THERAPY_ENTITY, Aspect, Knowledge, Reply, Topic, classify
 
 THERAPY_SLOT = "therapy"
 TOPIC_SLOT = "topic"

@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Optional, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from core.knowledge import Knowledge, Reply, get_knowledge
+from core.knowledge import Knowledge, Reply
+from core.knowledge_loader import get_knowledge
 from core.limits import bounded
 
 logger = logging.getLogger(__name__)

@@ -21,8 +21,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, say
-from core.intents import SAFETY_INTENTS, STOP_INTENT, answered_in_form
-from core.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
+from core.intents import SAFETY_INTENTS, STOP_INTENT
+from core.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, answered_in_form
+from core.knowledge_loader import get_knowledge
 from core.limits import consultation_limits
 from core.parsing import (
     clean_name,
@@ -37,7 +38,8 @@ from core.parsing import (
     says_no,
     says_yes,
 )
-from core.store import CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore, database_url
+from core.settings import database_url
+from core.store import CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from sanic.response import HTTPResponse
 
 from channels import door
 from core import privacy
-from core.knowledge import get_knowledge
+from core.knowledge_loader import get_knowledge
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from sanic import Blueprint
 
 from channels import door, origins
 from core import privacy
-from core.knowledge import get_knowledge
+from core.knowledge_loader import get_knowledge
 
 logger = logging.getLogger(__name__)
 

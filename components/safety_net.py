@@ -28,8 +28,9 @@ from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KE
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from core.intents import CRISIS_INTENT, OTHER_LANGUAGE_INTENT, SAFETY_INTENTS, classify
-from core.knowledge import Knowledge, get_knowledge
+from core.intents import CRISIS_INTENT, OTHER_LANGUAGE_INTENT, SAFETY_INTENTS
+from core.knowledge import Knowledge, classify
+from core.knowledge_loader import get_knowledge
 from core.language import looks_non_english
 from core.limits import bounded
 

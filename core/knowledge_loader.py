@@ -7,6 +7,7 @@ is a :class:`~core.knowledge.KnowledgeError` naming the file and what is wrong.
 
 from __future__ import annotations
 
+import functools
 import re
 import sre_constants
 import sre_parse
@@ -74,6 +75,12 @@ def load_knowledge(folder: Optional[Path] = None, domain: Optional[Path] = None)
         _synonyms=_synonym_map(therapies, files.path("topics.yml")),
         answering=_load_answering(files, render, topics, therapies),
     )
+
+
+@functools.lru_cache(maxsize=1)
+def get_knowledge() -> Knowledge:
+    """The project's knowledge, loaded and validated once per process."""
+    return load_knowledge()
 
 
 def _load_clinic(files: _Files) -> Clinic:

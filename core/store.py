@@ -18,9 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import IntegrityError
 
-# The database settings live in core.settings; importable from here too (the action server's modules).
-from core.settings import ConfigError, database_url  # noqa: F401
-
 STATUSES = ("new", "contacted", "closed")
 
 metadata = sa.MetaData()

@@ -95,7 +95,7 @@ def log_like_rasa() -> None:
 
 def technical_problem_text() -> str:
     """The reply for "the action server cannot answer", from the knowledge files."""
-    from core.knowledge import get_knowledge
+    from core.knowledge_loader import get_knowledge
 
     return get_knowledge().technical_problem
 

@@ -15,23 +15,15 @@ import json
 import logging
 from typing import Any, Callable, Dict, List, Optional
 
-logger = logging.getLogger(__name__)
+from rasa_ext.version import require_rasa_version
 
-RASA_VERSION = "3.6.21"
+logger = logging.getLogger(__name__)
 
 _applied = False
 
 
-class PatchError(RuntimeError):
-    """The installed Rasa is not the version these patches were written for."""
-
-
 def _check_version() -> None:
-    import rasa
-
-    if rasa.__version__ != RASA_VERSION:
-        raise PatchError(f"rasa_ext.patches is written for Rasa {RASA_VERSION}, not {rasa.__version__}: "
-                         f"review each patch against the new version before changing RASA_VERSION")
+    require_rasa_version("rasa_ext.patches")
 
 
 # Each patch is a function that installs one fix; they run in this order.

@@ -7,7 +7,7 @@ from rasa_sdk.events import ActiveLoop, SessionStarted, SlotSet
 
 from actions.answers import ActionAnswer, ActionFallback, ActionSessionStart
 from actions.safety import ActionSafety
-from core.knowledge import get_knowledge
+from core.knowledge_loader import get_knowledge
 from tests.conftest import make_tracker, run, texts
 from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
 

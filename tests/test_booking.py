@@ -15,7 +15,7 @@ from actions.booking import (
     ActionSubmitConsultation,
     ValidateConsultationForm,
 )
-from core.intents import answered_in_form
+from core.knowledge import answered_in_form
 from core.parsing import clean_name, display_phone, find_email, free_text, is_skip, normalise_phone
 from core.store import RequestStore
 from tests.conftest import make_tracker, run, texts

@@ -5,8 +5,8 @@ from __future__ import annotations
 import yaml
 from rasa_sdk.executor import ActionExecutor
 
-from core.intents import READ_BY_THE_FORM, SPECIAL_INTENTS, answered_in_form
-from core.knowledge import BOOKING_FIELDS
+from core.intents import READ_BY_THE_FORM, SPECIAL_INTENTS
+from core.knowledge import BOOKING_FIELDS, answered_in_form
 from tests.conftest import ROOT, step_intents
 
 
@@ -61,7 +61,7 @@ def test_the_domain_holds_no_answer_texts(domain):
 def test_no_training_example_contradicts_the_safety_net(knowledge):
     """The safety patterns override the classifier: a training example they would move to another
     intent is mislabelled (or a pattern is too broad)."""
-    from core.intents import classify
+    from core.knowledge import classify
     contradictions = []
     for item in load("data/nlu.yml")["nlu"]:
         for line in item["examples"].splitlines():

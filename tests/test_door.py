@@ -28,7 +28,7 @@ import structlog
 
 from channels import door
 from core import privacy
-from core.knowledge import get_knowledge
+from core.knowledge_loader import get_knowledge
 from scripts import credentials
 from tests.expectations import TOPIC_PHRASES, contains_all
 from tests.servers import ROOT, Servers, Visitor, free_port

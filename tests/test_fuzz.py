@@ -24,7 +24,7 @@ import requests
 import socketio
 
 from channels import door
-from core.knowledge import get_knowledge
+from core.knowledge_loader import get_knowledge
 from tests.expectations import TOPIC_PHRASES, contains_all
 from tests.servers import Servers, Visitor
 

@@ -16,8 +16,8 @@ from core.knowledge import (
     REQUIRED_THERAPIES,
     REQUIRED_TOPICS,
     KnowledgeError,
-    load_knowledge,
 )
+from core.knowledge_loader import load_knowledge
 from tests.conftest import ROOT
 
 SOURCE_ARTICLE = ROOT.parent / "shared" / "source" / "fibromyalgia-treatments-for-back-pain.txt"

@@ -21,8 +21,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.answers import ActionAnswer, ActionFallback
 from actions.booking import ValidateConsultationForm
 from core import parsing
-from core.intents import classify
-from core.knowledge import get_knowledge
+from core.knowledge import classify
+from core.knowledge_loader import get_knowledge
 from core.limits import MAX_TEXT_CHARS, bounded
 from tests.conftest import make_tracker
 
@@ -177,7 +177,8 @@ def test_a_safety_pattern_with_a_repetition_inside_a_repetition_is_refused_at_st
 
     import yaml
 
-    from core.knowledge import KnowledgeError, load_knowledge
+    from core.knowledge import KnowledgeError
+    from core.knowledge_loader import load_knowledge
     from core.settings import knowledge_dir
 
     folder = tmp_path / "knowledge"

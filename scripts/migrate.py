@@ -1,6 +1,6 @@
-"""``python -m rasa_ext.migrate``: creates the assistant's database and tables if they are missing.
+"""``python -m scripts.migrate``: creates the assistant's database and tables if they are missing.
 
-Usage: ``python -m rasa_ext.migrate [--url URL]``. The database is the assistant's (``CLINIC_DB_URL``, else the
+Usage: ``python -m scripts.migrate [--url URL]``. The database is the assistant's (``CLINIC_DB_URL``, else the
 ``tracker_store`` of ``CLINIC_ENDPOINTS``, else of ``RASA_ENDPOINTS``, else of ``endpoints.yml``: see
 :func:`core.store.database_url`). It creates, each only if missing:
 
@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.store import ConfigError, RequestStore, database_url
+from core.settings import ConfigError, database_url
+from core.store import RequestStore
 
 MAINTENANCE_DB = "postgres"
 
@@ -121,7 +122,7 @@ def migrate(url: Union[URL, str], attempts: int = 3) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rasa_ext.migrate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.migrate", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a SQLAlchemy URL (default: the assistant's configured database)")
     args = parser.parse_args(argv)
     os.umask(0o077)  # a SQLite file created here is private, as the servers' files are
