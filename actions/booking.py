@@ -31,10 +31,11 @@ from core.parsing import (
     display_phone,
     field_word,
     find_email,
-    free_text,
     is_skip,
     is_stored_name,
     normalise_phone,
+    read_callback_time,
+    read_reason,
     says_no,
     says_yes,
 )
@@ -170,14 +171,14 @@ class ValidateConsultationForm(FormValidationAction):
         return self._read("phone", dispatcher, tracker, normalise_phone)
 
     def extract_callback_time(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
-        return self._read("callback_time", dispatcher, tracker, free_text)
+        return self._read("callback_time", dispatcher, tracker, read_callback_time)
 
     def extract_email(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
         return self._read("email", dispatcher, tracker, lambda text: SKIPPED if is_skip(text) else find_email(text))
 
     def extract_reason(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
         return self._read("reason", dispatcher, tracker,
-                          lambda text: SKIPPED if is_skip(text) else free_text(text, limit=1000))
+                          lambda text: SKIPPED if is_skip(text) else read_reason(text))
 
     def extract_confirmed(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
         if tracker.get_slot("requested_slot") != "confirmed" or not answers_latest_message(tracker):
@@ -305,9 +306,9 @@ def _optional(parse: Parser) -> Parser:
 REVALIDATE: Dict[str, Parser] = {
     "name": lambda value: value if is_stored_name(value) else None,
     "phone": _same_text(normalise_phone),
-    "callback_time": _same_text(free_text),
+    "callback_time": _same_text(read_callback_time),
     "email": _optional(_same_text(find_email)),
-    "reason": _optional(_same_text(lambda text: free_text(text, limit=1000))),
+    "reason": _optional(_same_text(read_reason)),
 }
 
 

@@ -119,6 +119,42 @@ def test_a_bad_answer_is_asked_again_and_the_second_failure_offers_the_phone(kno
     assert "US phone number" in text and PHONE in text and "cancel" in text
 
 
+NOT_A_TIME = ["5" * 2000, "310-555-0134", "(424) 555 9876 is best", "maria@example.com", "12345678", "!!!",
+              "Tuesday " * 40]
+
+
+@pytest.mark.parametrize("text", NOT_A_TIME, ids=lambda text: text[:24])
+def test_a_call_back_time_that_cannot_be_a_time_is_asked_again(knowledge, dispatcher, domain, text):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("callback_time", text), domain)
+    assert SlotSet("callback_time", None) in events and SlotSet("booking_failures", 1) in events
+    assert texts(dispatcher) == [knowledge.booking.fields["callback_time"].retry]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("weekday mornings", "weekday mornings"), ("  Tuesday   after 3 pm ", "Tuesday after 3 pm"),
+    ("10:30", "10:30"), ("after 5", "after 5"), ("anytime", "anytime"), ("9-5 on weekdays", "9-5 on weekdays"),
+    ("Mon or Wed 14.00-16.30", "Mon or Wed 14.00-16.30"),
+])
+def test_a_call_back_time_is_kept_in_the_visitors_words(dispatcher, domain, text, expected):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("callback_time", text), domain)
+    assert SlotSet("callback_time", expected) in events
+    assert dispatcher.messages == []
+
+
+@pytest.mark.parametrize("text", ["5" * 2000, "310-555-0134", "maria@example.com", "12345678", "!!!"],
+                         ids=lambda text: text[:24])
+def test_a_reason_that_is_a_number_or_an_address_is_asked_again(knowledge, dispatcher, domain, text):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("reason", text), domain)
+    assert SlotSet("reason", None) in events and SlotSet("booking_failures", 1) in events
+    assert texts(dispatcher) == [knowledge.booking.fields["reason"].retry]
+
+
+@pytest.mark.parametrize("text", ["back pain", "pain for 10 years, nothing helps", "water therapy"])
+def test_a_reason_in_words_is_kept(dispatcher, domain, text):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("reason", text), domain)
+    assert SlotSet("reason", text) in events
+
+
 def test_nothing_is_read_when_the_form_resumes_after_an_answer(dispatcher, domain):
     tracker = form_tracker("phone", "3105550134", intent="ask_contact", after=["action_answer"])
     assert run(ValidateConsultationForm(), dispatcher, tracker, domain) == []
