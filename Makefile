@@ -24,7 +24,7 @@ WEB_DEPS := web/node_modules/.package-lock.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 NLU_DATA := $(wildcard data/*.yml)
-MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard components/*.py)
+MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard components/*.py) rasa_ext/rule_policy.py
 
 .PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe probe-pain probe-answers \
 	calibrate-retrieval requests clean lint \
@@ -89,8 +89,9 @@ validate: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
+# On the same patched Rasa that serves visitors (python -m rasa_ext: rasa_ext/patches.py applied).
 test-stories: $(MODEL)
-	$(RASA) test core --model $(MODEL) --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
+	$(PY) -m rasa_ext test core --model $(MODEL) --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
 
 test-unit: setup
 	$(PY) -m pytest tests -m "not e2e"

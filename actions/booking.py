@@ -20,7 +20,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 
-from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, say
+from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, payload_events, say
 from core.intents import SAFETY_INTENTS, STOP_INTENT
 from core.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, answered_in_form
 from core.knowledge_loader import get_knowledge
@@ -67,7 +67,7 @@ def answers_latest_message(tracker: Tracker) -> bool:
     Rasa runs the validation action with the form's own execution appended to the events, so
     ``latest_action_name`` is always the form: look for another action since the last message.
     """
-    for event in reversed(tracker.events):
+    for event in reversed(payload_events(tracker)):
         if event.get("event") == "user":
             return True
         if event.get("event") == "action" and event.get("name") not in (FORM, "action_listen"):
@@ -77,7 +77,7 @@ def answers_latest_message(tracker: Tracker) -> bool:
 
 def form_started_at(tracker: Tracker) -> Any:
     """The timestamp of the latest activation of the consultation form."""
-    for event in reversed(tracker.events):
+    for event in reversed(payload_events(tracker)):
         if event.get("event") == "active_loop" and event.get("name") == FORM:
             return event.get("timestamp")
     return None
@@ -285,7 +285,8 @@ _CLIENT = re.compile(r"[0-9a-f]{16}")
 
 
 def client_of(tracker: Tracker) -> Optional[str]:
-    """The channel's pseudonymous client id of the latest message (contracts #4), if well-formed."""
+    """The channel's pseudonymous client id of the latest message (an HMAC of the address, never the
+    address), if well-formed."""
     metadata = (tracker.latest_message or {}).get("metadata")
     client = metadata.get("client") if isinstance(metadata, dict) else None
     return client if isinstance(client, str) and _CLIENT.fullmatch(client) else None

@@ -22,7 +22,8 @@ Rasa's table, rows and queries, and changes what happens when the database misbe
   from sender ids and from every string of an event. Rasa's own store took PostgreSQL's refusal of a NUL in
   a sender id for a missing schema and made the whole server exit.
 
-And it is cheaper per message, the same at turn 100 as at turn 1 (issue 9):
+And it is cheaper per message, the same at turn 100 as at turn 1 (a store read the whole session on every
+message):
 
 * Each store keeps the rows it last read of its most recent conversations (:class:`Recent`). A read
   checks them against the database with one query (the count of the sender's rows up to the last cached
