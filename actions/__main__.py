@@ -4,8 +4,9 @@ Usage: ``ACTION_SERVER_TOKEN=… python -m actions [--host HOST] [--port PORT]``
 127.0.0.1:5055 unless told otherwise (``--host`` or ``ACTION_SERVER_HOST``).
 
 Only the Rasa server may call it: every request but ``GET /health`` must carry the shared secret
-``ACTION_SERVER_TOKEN`` in the ``X-Action-Token`` header (the endpoints files send it; contracts #5), and
-``/webhook`` takes JSON only. rasa-sdk's own server has no authentication and its error handler sends
+``ACTION_SERVER_TOKEN`` in the ``X-Action-Token`` header (the endpoints files send it; without it, anyone
+who can reach the port could run actions as any conversation and store requests), and ``/webhook`` takes
+JSON only. rasa-sdk's own server has no authentication and its error handler sends
 the request body (the whole conversation) back; :func:`build_app` builds rasa-sdk's app with
 ``create_app`` and adds what it lacks, rather than patching it.
 """

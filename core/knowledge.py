@@ -262,7 +262,7 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-# --- How answers are shaped (issue 10): general answers before refusals, "the article doesn't say",
+# --- How answers are shaped for people in pain: general answers before refusals, "the article doesn't say",
 # follow-ups, hopelessness, verbatim quotes. Texts from topics.yml and safety.yml.
 
 

@@ -37,8 +37,8 @@ consultation_requests = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("status_changed_at", sa.DateTime(timezone=True)),
     sa.Column("status_changed_by", sa.String(120)),
-    # The channel's pseudonymous client (contracts #4: 16 hex characters of an HMAC of the address), for
-    # the per-client limit; None when the channel gave none.
+    # The channel's pseudonymous client (16 hex characters of an HMAC of the address: the address itself is
+    # never stored), for the per-client limit; None when the channel gave none.
     sa.Column("client", sa.String(16), index=True),
 )
 # Columns added after the table was first created: create_table adds them to an existing table.
