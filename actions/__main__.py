@@ -4,8 +4,9 @@ Usage: ``ACTION_SERVER_TOKEN=… python -m actions [--host HOST] [--port PORT]``
 127.0.0.1:5055 unless told otherwise (``--host`` or ``ACTION_SERVER_HOST``).
 
 Only the Rasa server may call it: every request but ``GET /health`` must carry the shared secret
-``ACTION_SERVER_TOKEN`` in the ``X-Action-Token`` header (the endpoints files send it; contracts #5), and
-``/webhook`` takes JSON only. rasa-sdk's own server has no authentication and its error handler sends
+``ACTION_SERVER_TOKEN`` in the ``X-Action-Token`` header (the endpoints files send it; without it, anyone
+who can reach the port could run actions as any conversation and store requests), and ``/webhook`` takes
+JSON only. rasa-sdk's own server has no authentication and its error handler sends
 the request body (the whole conversation) back; :func:`build_app` builds rasa-sdk's app with
 ``create_app`` and adds what it lacks, rather than patching it.
 """
@@ -22,10 +23,12 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.knowledge import KnowledgeError, get_knowledge
-from actions.limits import consultation_limits
-from actions.store import ConfigError, RequestStore, database_url
-from channels import privacy
+from core import privacy
+from core.knowledge import KnowledgeError
+from core.knowledge_loader import get_knowledge
+from core.limits import consultation_limits
+from core.settings import ConfigError, database_url
+from core.store import RequestStore
 
 logger = logging.getLogger("actions")
 
@@ -108,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--host", default=os.environ.get("ACTION_SERVER_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("ACTION_SERVER_PORT", "5055")))
     args = parser.parse_args(argv)
-    privacy.install()  # no visitor text or raw conversation id in any log line (channels/privacy.py)
+    privacy.install()  # no visitor text or raw conversation id in any log line (core/privacy.py)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -30,10 +30,10 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
-from actions.intents import MEDICAL_ADVICE_INTENT, TREATMENT_INTENT, classify
-from actions.knowledge import THERAPY_ENTITY, Aspect, Knowledge, Reply, Topic
+from actions.base import ClinicAction, EventList, latest_intent, latest_text, payload_events, say
 from actions.retrieval import article_index
+from core.intents import MEDICAL_ADVICE_INTENT, TREATMENT_INTENT
+from core.knowledge import THERAPY_ENTITY, Aspect, Knowledge, Reply, Topic, classify
 
 THERAPY_SLOT = "therapy"
 TOPIC_SLOT = "topic"
@@ -139,7 +139,7 @@ def therapy_asked(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
 def _previous_slot(tracker: Tracker, name: str) -> Optional[str]:
     """The value the assistant's previous turn gave slot ``name``, if it set it."""
     users_seen = 0
-    for event in reversed(tracker.events):
+    for event in reversed(payload_events(tracker)):
         if event.get("event") == "user":
             users_seen += 1
             if users_seen == 2:

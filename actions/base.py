@@ -11,8 +11,10 @@ from typing import Any, Dict, List, Optional, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.knowledge import Knowledge, Reply, get_knowledge
-from actions.limits import bounded
+from core.knowledge import Knowledge, Reply
+from core.knowledge_loader import get_knowledge
+from core.limits import bounded
+from core.payload import payload_window_start
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +46,23 @@ def latest_intent(tracker: Tracker) -> tuple[Optional[str], float]:
 
 def latest_text(tracker: Tracker) -> str:
     """The visitor's latest message as typed (or the payload of the button clicked), cut to the length
-    every pattern may see (:mod:`actions.limits`)."""
+    every pattern may see (:mod:`core.limits`)."""
     text = (tracker.latest_message or {}).get("text")
     return bounded(text if isinstance(text, str) else "")
+
+
+def payload_events(tracker: Tracker) -> EventList:
+    """The events of the conversation an action may read: those of the payload window, from the visitor's
+    third-latest message to the end, or from each loop's latest activation if that is earlier (the whole
+    conversation while it has fewer messages).
+
+    The Rasa server sends an action no more than these (:mod:`core.payload`: a whole long conversation
+    made every call slower), so an action that looked further back would work in short conversations and
+    fail in long ones. Every action reads events through this function (``ClinicAction.payload_events``),
+    never ``tracker.events``; it gives the same window whether it is sent the window or the whole session.
+    ``tests/test_action_payload.py`` fails when an action reads past it."""
+    events = tracker.events
+    return events[payload_window_start(events):]
 
 
 class ClinicAction(Action, abc.ABC):
@@ -55,7 +71,11 @@ class ClinicAction(Action, abc.ABC):
     Subclasses implement :meth:`respond`. If it raises, the visitor gets an apology with the clinic's
     phone number instead of silence, and the error is logged with the conversation id (never the
     visitor's text, which may hold personal data, nor the error's message, which may quote it).
+
+    The events it may read are :meth:`payload_events` (the payload window, stated there).
     """
+
+    payload_events = staticmethod(payload_events)
 
     @property
     def knowledge(self) -> Knowledge:

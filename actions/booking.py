@@ -2,7 +2,7 @@
 
 The form asks, in order, for a name, a phone number, a call-back time, an email and what the visit is
 about (the last two optional), then shows a summary to confirm. Its slots use custom mappings: this
-module's validation action reads each answer with the text functions of ``actions/parsing.py``. When
+module's validation action reads each answer with the text functions of ``core/parsing.py``. When
 the answer is not for the form (an article question, cancel, an emergency) the validation action
 extracts nothing, the form is rejected, a rule answers, and the form resumes with the same question.
 """
@@ -20,24 +20,27 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 
-from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, say
-from actions.intents import SAFETY_INTENTS, STOP_INTENT, answered_in_form
-from actions.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, get_knowledge
-from actions.limits import consultation_limits
-from actions.parsing import (
+from actions.base import ClinicAction, EventList, latest_intent, latest_text, log_failure, payload_events, say
+from core.intents import SAFETY_INTENTS, STOP_INTENT
+from core.knowledge import BOOKING_FIELDS, OPTIONAL_BOOKING_FIELDS, Button, Knowledge, Reply, answered_in_form
+from core.knowledge_loader import get_knowledge
+from core.limits import consultation_limits
+from core.parsing import (
     clean_name,
     corrections,
     display_phone,
     field_word,
     find_email,
-    free_text,
     is_skip,
     is_stored_name,
     normalise_phone,
+    read_callback_time,
+    read_reason,
     says_no,
     says_yes,
 )
-from actions.store import CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore, database_url
+from core.settings import database_url
+from core.store import CLIENT_LIMIT, CONVERSATION_LIMIT, DUPLICATE, ConsultationRequest, RequestStore
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ def answers_latest_message(tracker: Tracker) -> bool:
     Rasa runs the validation action with the form's own execution appended to the events, so
     ``latest_action_name`` is always the form: look for another action since the last message.
     """
-    for event in reversed(tracker.events):
+    for event in reversed(payload_events(tracker)):
         if event.get("event") == "user":
             return True
         if event.get("event") == "action" and event.get("name") not in (FORM, "action_listen"):
@@ -74,7 +77,7 @@ def answers_latest_message(tracker: Tracker) -> bool:
 
 def form_started_at(tracker: Tracker) -> Any:
     """The timestamp of the latest activation of the consultation form."""
-    for event in reversed(tracker.events):
+    for event in reversed(payload_events(tracker)):
         if event.get("event") == "active_loop" and event.get("name") == FORM:
             return event.get("timestamp")
     return None
@@ -140,7 +143,7 @@ class ValidateConsultationForm(FormValidationAction):
         if value is not None:
             return {field: value, FAILURES_SLOT: 0}
         intent, confidence = latest_intent(tracker)
-        # A question a rule answers during the form (actions/intents.py), or cancel.
+        # A question a rule answers during the form (core/intents.py), or cancel.
         interrupts = intent == STOP_INTENT or intent in answered_in_form(self.knowledge)
         if interrupts and confidence >= INTERRUPT_CONFIDENCE:
             return {}
@@ -168,14 +171,14 @@ class ValidateConsultationForm(FormValidationAction):
         return self._read("phone", dispatcher, tracker, normalise_phone)
 
     def extract_callback_time(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
-        return self._read("callback_time", dispatcher, tracker, free_text)
+        return self._read("callback_time", dispatcher, tracker, read_callback_time)
 
     def extract_email(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
         return self._read("email", dispatcher, tracker, lambda text: SKIPPED if is_skip(text) else find_email(text))
 
     def extract_reason(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
         return self._read("reason", dispatcher, tracker,
-                          lambda text: SKIPPED if is_skip(text) else free_text(text, limit=1000))
+                          lambda text: SKIPPED if is_skip(text) else read_reason(text))
 
     def extract_confirmed(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
         if tracker.get_slot("requested_slot") != "confirmed" or not answers_latest_message(tracker):
@@ -282,7 +285,8 @@ _CLIENT = re.compile(r"[0-9a-f]{16}")
 
 
 def client_of(tracker: Tracker) -> Optional[str]:
-    """The channel's pseudonymous client id of the latest message (contracts #4), if well-formed."""
+    """The channel's pseudonymous client id of the latest message (an HMAC of the address, never the
+    address), if well-formed."""
     metadata = (tracker.latest_message or {}).get("metadata")
     client = metadata.get("client") if isinstance(metadata, dict) else None
     return client if isinstance(client, str) and _CLIENT.fullmatch(client) else None
@@ -303,9 +307,9 @@ def _optional(parse: Parser) -> Parser:
 REVALIDATE: Dict[str, Parser] = {
     "name": lambda value: value if is_stored_name(value) else None,
     "phone": _same_text(normalise_phone),
-    "callback_time": _same_text(free_text),
+    "callback_time": _same_text(read_callback_time),
     "email": _optional(_same_text(find_email)),
-    "reason": _optional(_same_text(lambda text: free_text(text, limit=1000))),
+    "reason": _optional(_same_text(read_reason)),
 }
 
 

@@ -13,9 +13,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.parsing import display_phone
-from actions.settings import ConfigError, database_url
-from actions.store import STATUSES, RequestStore
+from core.parsing import display_phone
+from core.settings import ConfigError, database_url
+from core.store import STATUSES, RequestStore
 
 COLUMNS = ("id", "created_at", "status", "name", "phone", "callback_time", "email", "reason", "conversation_id")
 

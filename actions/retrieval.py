@@ -27,7 +27,7 @@ from typing import List, Optional, Tuple
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import linear_kernel
 
-from actions.knowledge import get_knowledge
+from core.knowledge_loader import get_knowledge
 
 THRESHOLD = 0.35
 MIN_SHARED = 2

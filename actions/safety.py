@@ -1,7 +1,7 @@
 """Emergency and crisis routing, which takes priority over everything else.
 
 The NLU pipeline routes red flags whatever the classifier said (``components/safety_net.py`` with the
-patterns of :func:`actions.intents.classify`); :class:`ActionSafety` gives the reply and ends any form
+patterns of :func:`core.intents.classify`); :class:`ActionSafety` gives the reply and ends any form
 in progress.
 """
 
@@ -14,8 +14,8 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, say
 from actions.booking import end_booking
-from actions.intents import CRISIS_INTENT
-from actions.knowledge import Reply
+from core.intents import CRISIS_INTENT
+from core.knowledge import Reply
 
 
 class ActionSafety(ClinicAction):

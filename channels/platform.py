@@ -7,7 +7,7 @@ one place every inbound platform message goes through:
 
 1. the door's rules (:mod:`channels.door`): control characters removed, a message over 2,000 characters
    answered "please shorten" without reaching the NLU, the visitor's text and ids registered with the log
-   filter (:mod:`channels.privacy`), metadata replaced by a keyed hash of the sender;
+   filter (:mod:`core.privacy`), metadata replaced by a keyed hash of the sender;
 2. each message answered once: the platform's delivery id is recorded in the shared database
    (:class:`channels.platform_store.PlatformStore`); a re-delivery, on whichever Rasa server, gets no turn;
 3. a per-sender cap: over ``CHANNEL_SENDER_MAX_MESSAGES`` messages (default 30) within
@@ -44,11 +44,13 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.intents import CRISIS_INTENT, EMERGENCY_INTENT, classify
-from actions.knowledge import Knowledge, get_knowledge
-from actions.settings import database_url
-from channels import door, privacy, shaping
+from channels import door, shaping
 from channels.platform_store import PlatformStore
+from core import privacy
+from core.intents import CRISIS_INTENT, EMERGENCY_INTENT
+from core.knowledge import Knowledge, classify
+from core.knowledge_loader import get_knowledge
+from core.settings import database_url
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +174,7 @@ class PlatformInput(InputChannel):
         self._key = door.load_secret()
         self._store = PlatformStore(database_url())
         try:
-            self._store.create_tables()  # normally done by `python -m rasa_ext.migrate`
+            self._store.create_tables()  # normally done by `python -m scripts.migrate`
         except SQLAlchemyError as error:  # the gate answers without the store until the database is back
             logger.error("%s: the channel tables could not be checked (%s)", self.name(), type(error).__name__)
         webhook = Blueprint(f"project_{self.name()}_webhook", __name__)

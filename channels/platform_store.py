@@ -9,7 +9,7 @@
   Slack), so that the visitor's "1" is read as that button on the next turn.
 
 No visitor text is stored here: ids, times and the button titles the assistant itself sent.
-Created like the project's other tables: by ``python -m rasa_ext.migrate`` (:func:`create_tables`),
+Created like the project's other tables: by ``python -m scripts.migrate`` (:func:`create_tables`),
 and by the channels at start-up if missing. Rasa-free (tests/test_channel_store.py).
 """
 

@@ -27,8 +27,9 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from actions.knowledge import get_knowledge
-from channels import door, privacy
+from channels import door
+from core import privacy
+from core.knowledge_loader import get_knowledge
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ credentials.yml::
 
 Origins are exact ``scheme://host[:port]`` strings: no wildcard, no pattern, no path.
 
-Sessions (contracts #3). Rasa's channel takes the client's ``session_id`` as the conversation id, so a
+Sessions, issued by the server. Rasa's channel takes the client's ``session_id`` as the conversation id, so a
 client could pick any conversation (another visitor's, another channel's). Here the server issues
 them: ``session_request {session_id: <stored id or null>}`` is answered ``session_confirm <id>``, the
 same id if this machine's key signed it (:class:`channels.door.SessionSigner`), else a new one; the
@@ -44,8 +44,9 @@ from rasa.core.channels.socketio import SocketIOOutput
 from rasa.shared.exceptions import RasaException
 from sanic import Blueprint
 
-from actions.knowledge import get_knowledge
-from channels import door, origins, privacy
+from channels import door, origins
+from core import privacy
+from core.knowledge_loader import get_knowledge
 
 logger = logging.getLogger(__name__)
 

@@ -3,10 +3,10 @@ predicted, and messages in another language.
 
 It runs after the intent classifier and before the ``FallbackClassifier``. When a message matches a
 pattern of ``knowledge/safety.yml`` the intent becomes ``crisis`` or ``emergency`` (checked first),
-``other_language`` (``actions/language.py``), or ``medical_advice``, with confidence 1.0, so their
+``other_language`` (``core/language.py``), or ``medical_advice``, with confidence 1.0, so their
 rules answer it at any point of the conversation. The patterns are read from the knowledge files when
 the model is loaded. It imports no action (rasa_sdk): the patterns' matcher is
-``actions/intents.py``, beside the knowledge it reads.
+``core/intents.py``, beside the knowledge it reads.
 
 One refinement, for hopelessness: when the *classifier* (no crisis pattern) took a message for a
 crisis, but it matches a ``hopeless`` pattern and asks for options ("nothing has worked, what's
@@ -28,10 +28,11 @@ from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KE
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from actions.intents import CRISIS_INTENT, OTHER_LANGUAGE_INTENT, SAFETY_INTENTS, classify
-from actions.knowledge import Knowledge, get_knowledge
-from actions.language import looks_non_english
-from actions.limits import bounded
+from core.intents import CRISIS_INTENT, OTHER_LANGUAGE_INTENT, SAFETY_INTENTS
+from core.knowledge import Knowledge, classify
+from core.knowledge_loader import get_knowledge
+from core.language import looks_non_english
+from core.limits import bounded
 
 SAFETY_NET_KEY = "safety_net"
 HOPELESS_KEY = "hopeless"

@@ -8,8 +8,8 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.settings import ConfigError
 from console import config
+from core.settings import ConfigError
 
 
 def main(argv=None) -> int:

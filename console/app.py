@@ -11,11 +11,11 @@ from typing import Any, Dict, Optional
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from sqlalchemy.engine import URL
 
-from actions.parsing import display_phone
-from actions.settings import database_url
-from actions.store import RequestStore
 from console import account, audit, auth, config, consultations, conversations, db, summary
 from console.links import conversation_key, query_with
+from core.parsing import display_phone
+from core.settings import database_url
+from core.store import RequestStore
 
 PUBLIC_ENDPOINTS = {"account.login", "static"}
 

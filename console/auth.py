@@ -16,8 +16,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.engine import Engine
 
-from actions.store import advisory_lock_key
 from console import db
+from core.store import advisory_lock_key
 
 MIN_PASSWORD = 12
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

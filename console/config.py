@@ -21,7 +21,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Dict
 
-from actions.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 
 def _int(name: str, default: int) -> int:

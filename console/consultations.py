@@ -6,9 +6,9 @@ import math
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from actions.store import STATUSES
 from console import audit, db, queries
 from console.links import MAX_ID, page_number, safe_next
+from core.store import STATUSES
 
 bp = Blueprint("consultations", __name__)
 

@@ -1,5 +1,5 @@
 """What the console's pages show: filtered conversation lists, transcripts, insight figures, exports and the
-audit log. (The consultation requests are read through actions.store.RequestStore, as the action server
+audit log. (The consultation requests are read through core.store.RequestStore, as the action server
 writes them.)
 
 Every value that comes from a request reaches the database as a bound parameter (SQLAlchemy Core), never as
@@ -15,7 +15,6 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from actions.store import consultation_requests
 from console import db
 from console.redaction import redact
 from console.summary import (
@@ -30,6 +29,7 @@ from console.summary import (
     topic_label,
 )
 from console.text import clean, clean_optional
+from core.store import consultation_requests
 
 FLAGS = ("fallback", "consultation", "emergency")
 PAGE_SIZE = 50

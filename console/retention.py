@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.settings import ConfigError, database_url
-from actions.store import consultation_requests, consultation_status_history
 from console import db, summary
+from core.settings import ConfigError, database_url
+from core.store import consultation_requests, consultation_status_history
 
 BATCH = 500
 

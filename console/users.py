@@ -17,8 +17,8 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.settings import ConfigError, database_url
 from console import auth, db
+from core.settings import ConfigError, database_url
 
 
 def read_password(from_stdin: bool) -> str:

@@ -4,7 +4,7 @@ Usage: ``python -m rasa_ext run --model … --endpoints … --credentials …`` 
 ``make run``, ``make cluster`` and the tests start the Rasa server this way, so that every Rasa process
 of the project runs the same patched code (:func:`rasa_ext.patches.apply`).
 
-Before Rasa starts, it also installs the log privacy filter (:mod:`channels.privacy`: no visitor text
+Before Rasa starts, it also installs the log privacy filter (:mod:`core.privacy`: no visitor text
 or raw conversation id in any log line) and sets Sanic's limits through its ``SANIC_`` environment
 settings, which Sanic reads when Rasa creates the app: request bodies and WebSocket frames over 16 KB
 are refused (Sanic's defaults are 100 MB and 1 MB), and Sanic's own error pages are JSON.
@@ -25,7 +25,8 @@ import sys
 def main() -> None:
     sys.modules.setdefault("jax", None)  # type: ignore[arg-type]  (see above)
     os.umask(0o077)  # the database, logs and anything else this process writes are private
-    from channels import door, privacy
+    from channels import door
+    from core import privacy
 
     privacy.install()
     os.environ["SANIC_REQUEST_MAX_SIZE"] = str(door.MAX_BODY_BYTES)

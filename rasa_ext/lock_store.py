@@ -46,8 +46,6 @@ from rasa.utils.endpoints import EndpointConfig
 
 logger = logging.getLogger(__name__)
 
-RASA_VERSION = "3.6.21"
-
 # How long the ticket counter outlives the last ticket issued (in lock lifetimes). While the lock of
 # a conversation can still exist, its counter must exist too, or numbers would start again at 1.
 COUNTER_LIFETIMES = 10

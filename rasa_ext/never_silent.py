@@ -5,7 +5,8 @@ or answering errors, the REST channel answers ``[]`` (an emergency included), a 
 for minutes (aiohttp's 5-minute default), and a *new* visitor whose ``action_session_start`` failed is
 left without ``SessionStarted``/``action_listen``, so RulePolicy predicts ``action_fallback`` ten times,
 Rasa's circuit breaker trips, and every later turn of that conversation stays empty until the session
-expires. Three fixes, each installed by one function of :mod:`rasa_ext.patches`:
+expires. Three fixes, each installed by one function at the end of this module (listed, with their
+reasons, in :mod:`rasa_ext.patches`):
 
 1. **Local safety and session start** (:class:`LocalActions`). ``action_safety`` and
    ``action_session_start`` run in the Rasa process itself, always, with rasa_sdk's own
@@ -87,15 +88,16 @@ def action_timeout() -> float:
 
 
 def log_like_rasa() -> None:
-    """Lets this package's INFO lines through: Rasa sets the level of its own ``rasa`` logger only (from
+    """Lets the INFO lines of the project's Rasa-side packages (this one, the NLU components) through: Rasa sets the level of its own ``rasa`` logger only (from
     ``LOG_LEVEL``, default INFO), and the root logger stays at WARNING."""
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    logging.getLogger("rasa_ext").setLevel(level if isinstance(logging.getLevelName(level), int) else "INFO")
+    for package in ("rasa_ext", "components"):
+        logging.getLogger(package).setLevel(level if isinstance(logging.getLevelName(level), int) else "INFO")
 
 
 def technical_problem_text() -> str:
     """The reply for "the action server cannot answer", from the knowledge files."""
-    from actions.knowledge import get_knowledge
+    from core.knowledge_loader import get_knowledge
 
     return get_knowledge().technical_problem
 
@@ -243,3 +245,62 @@ def response_summary(events: Iterable[Event]) -> List[Dict[str, Any]]:
         data.pop("timestamp", None)
         summary.append(data)
     return summary
+
+
+# --- Installing the three fixes (listed, with their reasons, in rasa_ext/patches.py) ---------------------
+
+def install_action_timeout() -> None:
+    """A hung action server holds a turn for at most ``ACTION_TIMEOUT`` seconds (default 5), not minutes.
+
+    ``RemoteAction.run`` uses aiohttp's timeout of ``DEFAULT_REQUEST_TIMEOUT`` (5 minutes); the wrapper
+    raises ``ActionServerFailure`` when the call takes longer than the timeout.
+    """
+    from rasa.core.actions.action import RemoteAction
+
+    log_like_rasa()
+    timeout = action_timeout()  # a bad value stops the start, naming the variable
+    run = RemoteAction.run
+
+    async def run_bounded(self, output_channel, nlg, tracker, domain):  # type: ignore[no-untyped-def]
+        return await run_with_timeout(run, self, output_channel, nlg, tracker, domain, timeout)
+
+    run_bounded.__wrapped__ = run  # type: ignore[attr-defined]
+    RemoteAction.run = run_bounded  # type: ignore[assignment]
+
+
+def install_local_actions() -> None:
+    """``action_safety`` and ``action_session_start`` run in the Rasa process, never on the action server.
+
+    Emergencies (911), crises (988) and the session-start disclaimer must not depend on the action
+    server; see :class:`LocalActions`. The knowledge files are loaded here, so a
+    broken knowledge folder stops the Rasa server at start-up, as it stops the action server.
+    """
+    from rasa.core.actions.action import RemoteAction
+
+    technical_problem_text()
+    local = LocalActions()
+    run = RemoteAction.run
+
+    async def run_locally_or_remotely(self, output_channel, nlg, tracker, domain):  # type: ignore[no-untyped-def]
+        if local.handles(self.name()):
+            return await local.run(self, output_channel, nlg, tracker, domain)
+        return await run(self, output_channel, nlg, tracker, domain)
+
+    run_locally_or_remotely.__wrapped__ = run  # type: ignore[attr-defined]
+    RemoteAction.run = run_locally_or_remotely  # type: ignore[assignment]
+
+
+def install_never_silent_turns() -> None:
+    """Every action the processor runs is wrapped in ``NeverSilentAction``: a failed action gives the
+    visitor ``knowledge.technical_problem`` (once per turn) instead of silence, and a failed session
+    start still starts the session, so a new visitor is not stuck behind Rasa's circuit breaker."""
+    from rasa.core.processor import MessageProcessor
+
+    run_action = MessageProcessor._run_action
+
+    async def run_action_never_silent(self, action, tracker, output_channel, nlg, prediction):  # type: ignore[no-untyped-def]
+        if not isinstance(action, NeverSilentAction):
+            action = NeverSilentAction(action)
+        return await run_action(self, action, tracker, output_channel, nlg, prediction)
+
+    MessageProcessor._run_action = run_action_never_silent  # type: ignore[assignment]

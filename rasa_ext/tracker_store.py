@@ -14,7 +14,7 @@ Rasa's table, rows and queries, and changes what happens when the database misbe
   the visitor would be silently started over (disclaimer again, form lost) and the turn kept only in
   memory. Here the message fails as a whole, the project's channels answer with the technical-problem
   reply, and the conversation resumes where it was once the database is back.
-* Tables are never created while serving messages: ``python -m rasa_ext.migrate`` creates them (``make
+* Tables are never created while serving messages: ``python -m scripts.migrate`` creates them (``make
   run`` runs it first). At start-up the store creates missing tables as Rasa's does, but never waits for
   the database: a server started during an outage serves (the technical-problem reply) until it is back.
 * Text is made storable before it reaches the database: NUL (which PostgreSQL refuses) and the other
@@ -22,7 +22,8 @@ Rasa's table, rows and queries, and changes what happens when the database misbe
   from sender ids and from every string of an event. Rasa's own store took PostgreSQL's refusal of a NUL in
   a sender id for a missing schema and made the whole server exit.
 
-And it is cheaper per message, the same at turn 100 as at turn 1 (issue 9):
+And it is cheaper per message, the same at turn 100 as at turn 1 (a store read the whole session on every
+message):
 
 * Each store keeps the rows it last read of its most recent conversations (:class:`Recent`). A read
   checks them against the database with one query (the count of the sender's rows up to the last cached
@@ -78,6 +79,8 @@ from rasa.shared.exceptions import RasaException
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from rasa_ext.version import require_rasa_version
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -86,7 +89,7 @@ V = TypeVar("V")
 # Control characters except \t (09) and \n (0a), DEL and the C1 controls, and lone surrogates.
 _UNSTORABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
-MIGRATE_HINT = "create the tables with `python -m rasa_ext.migrate`"
+MIGRATE_HINT = "create the tables with `python -m scripts.migrate`"
 
 
 class TrackerStoreUnavailable(RasaException):
@@ -448,20 +451,14 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
 # kept in memory only. So an exception raised by the store alone never reaches the channels. This lets
 # TrackerStoreUnavailable (raised only by the store above) through; every other error is handled exactly as
 # before. Installed when the store is created, so it is in place wherever the store is used; pinned to the
-# Rasa version of rasa_ext.patches.
+# Rasa version of rasa_ext.version.
 
 
 def let_unavailable_through() -> None:
     """Makes Rasa's FailSafeTrackerStore re-raise TrackerStoreUnavailable instead of falling back."""
     if getattr(FailSafeTrackerStore, "_lets_unavailable_through", False):
         return
-    import rasa
-
-    from rasa_ext.patches import RASA_VERSION, PatchError
-
-    if rasa.__version__ != RASA_VERSION:
-        raise PatchError(f"rasa_ext.tracker_store is written for Rasa {RASA_VERSION}, not {rasa.__version__}: "
-                         f"check FailSafeTrackerStore's error handling before changing RASA_VERSION")
+    require_rasa_version("rasa_ext.tracker_store's FailSafeTrackerStore change")
     on_error = FailSafeTrackerStore.on_tracker_store_error
     on_retrieve_error = FailSafeTrackerStore.on_tracker_store_retrieve_error
 

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import spacy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from actions.knowledge import THERAPY_ENTITY, KnowledgeError, get_knowledge  # noqa: E402
+from core.knowledge import THERAPY_ENTITY, KnowledgeError
+from core.knowledge_loader import get_knowledge
 
 
 def build(output: Path) -> int:

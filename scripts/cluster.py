@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scripts.supervisor import Server, supervise
 
-from supervisor import Server, supervise  # noqa: E402  (scripts/supervisor.py, contracts #6)
+ROOT = Path(__file__).resolve().parent.parent
 
 TEMPLATE = ROOT / "deploy" / "nginx.conf"
 
@@ -135,18 +134,18 @@ def create_tables(env: Dict[str, str]) -> None:
     """Creates the conversations' and requests' tables once, before the servers start.
 
     Two Rasa servers starting together would otherwise both try to create them, and one can fail
-    with a duplicate-type error. ``python -m rasa_ext.migrate`` does it when the project has it;
+    with a duplicate-type error. ``python -m scripts.migrate`` does it when the project has it;
     otherwise the tracker store named in the endpoints file creates its own tables (as Rasa does at
     start-up) and the action server's store creates the requests table.
     """
-    if (ROOT / "rasa_ext" / "migrate.py").exists():
-        command = [sys.executable, "-m", "rasa_ext.migrate"]
+    if (ROOT / "scripts" / "migrate.py").exists():
+        command = [sys.executable, "-m", "scripts.migrate"]
     else:
         command = [sys.executable, "-c",
                    "import os\n"
                    "from rasa.core.utils import AvailableEndpoints\n"
                    "from rasa.core.tracker_store import TrackerStore\n"
-                   "from actions.store import RequestStore, database_url\n"
+                   "from core.settings import database_url\nfrom core.store import RequestStore\n"
                    "TrackerStore.create(AvailableEndpoints.read_endpoints(os.environ['RASA_ENDPOINTS']).tracker_store)\n"
                    "RequestStore(database_url()).create_table()\n"]
     subprocess.run(command, cwd=ROOT, env=env, check=True)
@@ -171,7 +170,6 @@ def check_free(host: str, port: int) -> None:
 def environment(base: Mapping[str, str], layout: Layout) -> Dict[str, str]:
     """The children's environment: the database, Redis, the endpoints file and the action token."""
     env = dict(base)
-    env.setdefault("PYTHONPATH", str(ROOT))
     env.setdefault("RASA_TELEMETRY_ENABLED", "false")
     env.setdefault("ACTION_SERVER_TOKEN", secrets.token_hex(32))  # contracts #5
     for name, default in {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGDATABASE": "clinic", "PGUSER": "postgres",

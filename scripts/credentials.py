@@ -26,10 +26,9 @@ from typing import Any, Dict, List, Mapping, Optional, Set
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from channels.origins import parse_origins
 
-from channels.origins import parse_origins  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BASE = ROOT / "credentials.yml"
 OPTIONAL = ROOT / "credentials.optional.yml"

@@ -15,7 +15,7 @@ Before starting: the umask becomes 077 and the data folder (``CLINIC_VAR_DIR``, 
 0700 with its files 0600, so the database and keys are private even if an older run left them readable;
 ACTION_SERVER_TOKEN, the secret the Rasa server sends to the action server, is generated when unset;
 build/credentials.yml is written by scripts/credentials.py (unless RASA_CREDENTIALS names another file).
-Tables come from ``python -m rasa_ext.migrate``, which the Makefile runs before this script.
+Tables come from ``python -m scripts.migrate``, which the Makefile runs before this script.
 
 Environment: RASA_HOST, RASA_PORT, ACTION_SERVER_HOST, ACTION_SERVER_PORT, CONSOLE_HOST, CONSOLE_PORT,
 WEB_HOST, WEB_PORT, WEB_ORIGINS (the pages allowed to open the widget's socket), RASA_URL (the Rasa
@@ -36,9 +36,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from supervisor import EXIT_NOT_STARTED, Server, supervise  # noqa: E402
+from scripts.supervisor import EXIT_NOT_STARTED, Server, supervise
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTH_MARK = "supervisor-health-check"  # in the web server's health URL, so its log line can be hidden

@@ -5,7 +5,7 @@ Usage: ``python scripts/soak_memory.py [--messages 20000] [--every 1000] [--word
 run``, or Rasa's own ``python -m rasa run`` with ``--unpatched``, the "before" figure) on free ports with
 a fresh SQLite database, as the tests do, sends the messages from a few concurrent clients, prints the
 Rasa server's resident memory every ``--every`` messages, then stops both servers. Every word of every
-message is new (random letters), the worst case for spaCy's vocabulary (rasa_ext/spacy_memory.py).
+message is new (random letters), the worst case for spaCy's vocabulary (components/spacy_vocabulary.py).
 
 ``--via parse`` (the default) posts each message to Rasa's ``/model/parse``: the NLU pipeline, where
 spaCy's vocabulary lives, at a few ms a message, so 20,000 messages take minutes. For this the

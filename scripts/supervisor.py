@@ -1,6 +1,6 @@
 """Keeps a set of local servers running: ``make run`` (scripts/serve.py) and ``make cluster`` use it.
 
-    from supervisor import Server, supervise
+    from scripts.supervisor import Server, supervise
     servers = [Server("api", [sys.executable, "-m", "api", "--port", "9000"],
                       health_url="http://127.0.0.1:9000/health", port=9000),
                Server("docs", [...], health_url="http://127.0.0.1:9001/", port=9001, essential=False)]

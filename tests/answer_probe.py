@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Set
 
 import yaml
 
-from actions.knowledge import Knowledge, get_knowledge
+from core.knowledge import Knowledge
+from core.knowledge_loader import get_knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROBE = ROOT / "tests" / "data" / "answer_probe.yml"

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import yaml
 
-from actions.knowledge import TREATMENT_INTENT, get_knowledge
 from actions.retrieval import THRESHOLD, ArticleIndex
+from core.knowledge import TREATMENT_INTENT
+from core.knowledge_loader import get_knowledge
 from tests.conftest import ROOT
 
 NOT_ARTICLE = {"greet", "goodbye", "thank", "affirm", "deny", "stop", "bot_challenge", "ask_capabilities",

@@ -14,7 +14,8 @@ import yaml
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.knowledge import Knowledge, get_knowledge
+from core.knowledge import Knowledge
+from core.knowledge_loader import get_knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("CLINIC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

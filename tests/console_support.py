@@ -12,10 +12,10 @@ from typing import Any, Optional, Sequence, Tuple
 import pytest
 import sqlalchemy as sa
 
-from actions.store import consultation_requests
 from console import auth, db
 from console.app import create_app
 from console.links import conversation_id, conversation_key
+from core.store import consultation_requests
 from tests.fake_conversations import Writer
 
 PASSWORD = "correct horse battery staple"

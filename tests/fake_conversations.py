@@ -21,9 +21,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from actions.settings import database_url
-from actions.store import consultation_requests
 from console import db
+from core.settings import database_url
+from core.store import consultation_requests
 
 TOPIC_TEXTS = {
     "ask_what_is_fibromyalgia": ["what is fibromyalgia?", "what exactly is fibro", "can you explain fibromyalgia"],

@@ -20,7 +20,7 @@ import requests
 import yaml
 from rasa_sdk import __version__ as SDK_VERSION
 
-from actions.store import RequestStore
+from core.store import RequestStore
 from tests.conftest import ROOT
 from tests.expectations import PHONE
 from tests.servers import Visitor, free_port

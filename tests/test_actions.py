@@ -6,8 +6,8 @@ import pytest
 from rasa_sdk.events import ActiveLoop, SessionStarted, SlotSet
 
 from actions.answers import ActionAnswer, ActionFallback, ActionSessionStart
-from actions.knowledge import get_knowledge
 from actions.safety import ActionSafety
+from core.knowledge_loader import get_knowledge
 from tests.conftest import make_tracker, run, texts
 from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
 

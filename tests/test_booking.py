@@ -1,4 +1,4 @@
-"""The consultation form: the answers' parsers (actions/parsing.py), the validation action's decisions, the
+"""The consultation form: the answers' parsers (core/parsing.py), the validation action's decisions, the
 summary, submission."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from actions.booking import (
     ActionSubmitConsultation,
     ValidateConsultationForm,
 )
-from actions.intents import answered_in_form
-from actions.parsing import clean_name, display_phone, find_email, free_text, is_skip, normalise_phone
-from actions.store import RequestStore
+from core.knowledge import answered_in_form
+from core.parsing import clean_name, display_phone, find_email, free_text, is_skip, normalise_phone
+from core.store import RequestStore
 from tests.conftest import make_tracker, run, texts
 from tests.expectations import PHONE
 
@@ -117,6 +117,42 @@ def test_a_bad_answer_is_asked_again_and_the_second_failure_offers_the_phone(kno
     assert SlotSet("booking_failures", 2) in events
     [text] = texts(dispatcher)
     assert "US phone number" in text and PHONE in text and "cancel" in text
+
+
+NOT_A_TIME = ["5" * 2000, "310-555-0134", "(424) 555 9876 is best", "maria@example.com", "12345678", "!!!",
+              "Tuesday " * 40]
+
+
+@pytest.mark.parametrize("text", NOT_A_TIME, ids=lambda text: text[:24])
+def test_a_call_back_time_that_cannot_be_a_time_is_asked_again(knowledge, dispatcher, domain, text):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("callback_time", text), domain)
+    assert SlotSet("callback_time", None) in events and SlotSet("booking_failures", 1) in events
+    assert texts(dispatcher) == [knowledge.booking.fields["callback_time"].retry]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("weekday mornings", "weekday mornings"), ("  Tuesday   after 3 pm ", "Tuesday after 3 pm"),
+    ("10:30", "10:30"), ("after 5", "after 5"), ("anytime", "anytime"), ("9-5 on weekdays", "9-5 on weekdays"),
+    ("Mon or Wed 14.00-16.30", "Mon or Wed 14.00-16.30"),
+])
+def test_a_call_back_time_is_kept_in_the_visitors_words(dispatcher, domain, text, expected):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("callback_time", text), domain)
+    assert SlotSet("callback_time", expected) in events
+    assert dispatcher.messages == []
+
+
+@pytest.mark.parametrize("text", ["5" * 2000, "310-555-0134", "maria@example.com", "12345678", "!!!"],
+                         ids=lambda text: text[:24])
+def test_a_reason_that_is_a_number_or_an_address_is_asked_again(knowledge, dispatcher, domain, text):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("reason", text), domain)
+    assert SlotSet("reason", None) in events and SlotSet("booking_failures", 1) in events
+    assert texts(dispatcher) == [knowledge.booking.fields["reason"].retry]
+
+
+@pytest.mark.parametrize("text", ["back pain", "pain for 10 years, nothing helps", "water therapy"])
+def test_a_reason_in_words_is_kept(dispatcher, domain, text):
+    events = run(ValidateConsultationForm(), dispatcher, form_tracker("reason", text), domain)
+    assert SlotSet("reason", text) in events
 
 
 def test_nothing_is_read_when_the_form_resumes_after_an_answer(dispatcher, domain):
@@ -345,7 +381,7 @@ def test_a_client_stores_at_most_its_limit_across_conversations(sqlite_url, know
                                              ("CLINIC_MAX_REQUESTS_PER_CLIENT", "-1"),
                                              ("CLINIC_REQUEST_LIMIT_HOURS", "0")])
 def test_bad_limit_settings_are_refused_by_name(monkeypatch, variable, value):
-    from actions.limits import consultation_limits
+    from core.limits import consultation_limits
 
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=variable):
@@ -353,7 +389,7 @@ def test_bad_limit_settings_are_refused_by_name(monkeypatch, variable, value):
 
 
 def test_limit_settings_come_from_the_environment(monkeypatch):
-    from actions.limits import consultation_limits
+    from core.limits import consultation_limits
 
     assert (consultation_limits().per_conversation, consultation_limits().per_client) == (2, 5)
     monkeypatch.setenv("CLINIC_MAX_REQUESTS_PER_CONVERSATION", "0")

@@ -12,10 +12,10 @@ from typing import Any, List
 import pytest
 from rasa.core.channels.channel import UserMessage
 
-from actions.knowledge import get_knowledge
 from channels.platform import Inbound
 from channels.platform_store import PlatformStore
 from channels.twilio import TwilioInput
+from core.knowledge_loader import get_knowledge
 from tests.platforms import StandIn
 
 UNREACHABLE_DB = "postgresql://postgres@127.0.0.1:9/test?connect_timeout=2"  # nothing listens on port 9

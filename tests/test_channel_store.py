@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from channels.platform_store import PlatformStore
 from channels.shaping import Option
-from rasa_ext.migrate import migrate
+from scripts.migrate import migrate
 
 WINDOW = dt.timedelta(hours=1)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import yaml
 from rasa_sdk.executor import ActionExecutor
 
-from actions.intents import READ_BY_THE_FORM, SPECIAL_INTENTS, answered_in_form
-from actions.knowledge import BOOKING_FIELDS
+from core.intents import READ_BY_THE_FORM, SPECIAL_INTENTS
+from core.knowledge import BOOKING_FIELDS, answered_in_form
 from tests.conftest import ROOT, step_intents
 
 
@@ -61,7 +61,7 @@ def test_the_domain_holds_no_answer_texts(domain):
 def test_no_training_example_contradicts_the_safety_net(knowledge):
     """The safety patterns override the classifier: a training example they would move to another
     intent is mislabelled (or a pattern is too broad)."""
-    from actions.intents import classify
+    from core.knowledge import classify
     contradictions = []
     for item in load("data/nlu.yml")["nlu"]:
         for line in item["examples"].splitlines():
@@ -74,8 +74,8 @@ def test_no_training_example_contradicts_the_safety_net(knowledge):
 
 def test_the_language_check_agrees_with_the_training_data():
     """Every other_language example is recognised as not English, and no English example is
-    (the false positives of actions/language.py on the whole training set: none)."""
-    from actions.language import looks_non_english
+    (the false positives of core/language.py on the whole training set: none)."""
+    from core.language import looks_non_english
     wrong = []
     for item in load("data/nlu.yml")["nlu"]:
         for line in item["examples"].splitlines():

@@ -8,8 +8,8 @@ import time
 
 import sqlalchemy as sa
 
-from actions.store import consultation_requests
 from console import auth, db
+from core.store import consultation_requests
 from tests.console_support import (
     EMAIL,
     PASSWORD,

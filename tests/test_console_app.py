@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import url_for
 
-from actions.store import consultation_requests
 from console.links import conversation_key
+from core.store import consultation_requests
 from tests.console_support import (
     console,  # noqa: F401 - fixture
     signed_in_client,

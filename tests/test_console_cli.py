@@ -12,8 +12,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from actions.store import consultation_requests
 from console import auth, config, db
+from core.store import consultation_requests
 from tests.conftest import ROOT
 from tests.console_support import add_conversation, add_request
 

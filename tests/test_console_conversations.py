@@ -9,8 +9,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from actions.store import consultation_requests
 from console import db
+from core.store import consultation_requests
 from tests import fake_conversations
 from tests.console_support import (
     DAY,

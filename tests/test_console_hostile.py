@@ -20,9 +20,9 @@ import requests
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from actions.store import consultation_requests
 from console import auth, db, queries, redaction, summary
 from console.links import conversation_id
+from core.store import consultation_requests
 from tests.console_support import (
     EMAIL,
     PASSWORD,

@@ -7,9 +7,9 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from actions.store import consultation_requests, consultation_status_history
 from console import db
 from console.links import conversation_key
+from core.store import consultation_requests, consultation_status_history
 from tests.console_support import (
     EMAIL,
     add_request,

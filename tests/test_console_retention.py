@@ -9,8 +9,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from actions.store import consultation_requests
 from console import db, queries, retention, summary
+from core.store import consultation_requests
 from tests.console_support import (
     DAY,
     NOW,
@@ -18,7 +18,7 @@ from tests.console_support import (
     add_request,
     audit_rows,
     console,  # noqa: F401 - fixture
-        url,  # noqa: F401 - fixture (console's)
+    url,  # noqa: F401 - fixture (console's)
 )
 
 

@@ -163,7 +163,7 @@ def test_a_dropped_and_recreated_database_works_again_after_the_migration_withou
     rasa_pid = servers.processes["rasa"].pid
     database.drop_and_recreate()
     assert_no_fresh_start(*post(servers, uuid.uuid4().hex, "hello"))  # no tables: never created at request time
-    migration = subprocess.run([sys.executable, "-m", "rasa_ext.migrate"], cwd=ROOT, env=servers.env,
+    migration = subprocess.run([sys.executable, "-m", "scripts.migrate"], cwd=ROOT, env=servers.env,
                                capture_output=True, text=True, timeout=120)
     assert migration.returncode == 0, migration.stderr
     assert "events" in migration.stdout

@@ -1,5 +1,5 @@
 """The door of the Rasa server (channels/door.py, channels/rest.py, channels/socketio.py,
-channels/privacy.py): the input rules on their own, then against the real servers over REST and
+core/privacy.py): the input rules on their own, then against the real servers over REST and
 socket.io — bad bodies and ids refused with a 4xx, long messages answered without reaching the NLU,
 metadata replaced, conversations namespaced per channel, signed socket.io sessions, no silent turn when
 the database or the action server fails, and no visitor text in the logs."""
@@ -26,8 +26,9 @@ import requests
 import socketio
 import structlog
 
-from actions.knowledge import get_knowledge
-from channels import door, privacy
+from channels import door
+from core import privacy
+from core.knowledge_loader import get_knowledge
 from scripts import credentials
 from tests.expectations import TOPIC_PHRASES, contains_all
 from tests.servers import ROOT, Servers, Visitor, free_port
@@ -182,7 +183,7 @@ def test_rasas_own_failure_line_loses_its_text_and_locals():
     """Rasa's REST code logs ``rest.message.received.failure`` with ``text=`` and, in its JSON log
     format (output not a terminal), a traceback with every frame's locals: here with Rasa's own
     structlog configuration."""
-    code = ("import logging, structlog; from channels import privacy; privacy.install(); "
+    code = ("import logging, structlog; from core import privacy; privacy.install(); "
             "from rasa.utils.log_utils import configure_structlog; configure_structlog(logging.INFO)\n"
             "def handle(message):\n    tracker = {'latest': message}\n    raise RuntimeError('failed')\n"
             "try:\n    handle('Zebulon lives at Elm Street')\n"
@@ -197,7 +198,7 @@ def test_rasas_own_failure_line_loses_its_text_and_locals():
 
 
 def test_install_filters_every_logger_of_the_process_whatever_its_handlers():
-    code = ("import logging, sys; from channels import privacy; privacy.install(); "
+    code = ("import logging, sys; from core import privacy; privacy.install(); "
             "logging.basicConfig(stream=sys.stdout); h = logging.StreamHandler(sys.stdout); "
             "logging.getLogger('sanic.error').addHandler(h); privacy.remember('Zebulon is here'); "
             "logging.getLogger('sanic.error').error('got %s from %s', 'Zebulon is here', 'ab' * 20); "

@@ -23,8 +23,8 @@ import pytest
 import requests
 import socketio
 
-from actions.knowledge import get_knowledge
 from channels import door
+from core.knowledge_loader import get_knowledge
 from tests.expectations import TOPIC_PHRASES, contains_all
 from tests.servers import Servers, Visitor
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actions.knowledge import (
+from core.knowledge import (
     REQUIRED_THERAPIES,
     REQUIRED_TOPICS,
     KnowledgeError,
-    load_knowledge,
 )
+from core.knowledge_loader import load_knowledge
 from tests.conftest import ROOT
 
 SOURCE_ARTICLE = ROOT.parent / "shared" / "source" / "fibromyalgia-treatments-for-back-pain.txt"

@@ -9,8 +9,8 @@ from rasa.nlu.classifiers.fallback_classifier import FallbackClassifier
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
-from actions.language import looks_non_english
 from components.safety_net import SafetyNet
+from core.language import looks_non_english
 from tests.conftest import ROOT
 
 OTHER = ["Me duele muchísimo la espalda desde el lunes", "¿Tienen citas los sábados?",

@@ -19,7 +19,8 @@ import redis
 from rasa.core.lock_store import LockError, LockStore, RedisLockStore
 from rasa.core.utils import read_endpoints_from_path
 
-from rasa_ext.lock_store import RASA_VERSION, AtomicRedisLockStore
+from rasa_ext.lock_store import AtomicRedisLockStore
+from rasa_ext.version import RASA_VERSION
 from tests import cluster_support as cs
 
 REDIS = {"host": os.environ.get("REDIS_HOST", "127.0.0.1"), "port": int(os.environ.get("REDIS_PORT", "6379")),

@@ -1,4 +1,4 @@
-"""Memory stays bounded with ever-new words (rasa_ext/spacy_memory.py): spaCy's vocabulary is reloaded once
+"""Memory stays bounded with ever-new words (components/spacy_vocabulary.py): spaCy's vocabulary is reloaded once
 it has grown, and the reloaded pipeline parses exactly as before. The 20,000-message soak is
 ``make soak-memory``; these are its short real versions. The Rasa server does not load JAX."""
 
@@ -39,13 +39,8 @@ def spacy_models(agent: Any) -> List[Any]:
 
 def test_vocabulary_is_reloaded_and_parses_the_same(monkeypatch) -> None:
     from rasa.core.agent import Agent
-    from rasa.nlu.utils.spacy_utils import SpacyNLP
 
-    from rasa_ext import patches
-
-    monkeypatch.setattr(SpacyNLP, "process", SpacyNLP.process)  # restored after the test
-    monkeypatch.setenv("SPACY_MAX_NEW_STRINGS", str(LIMIT))
-    patches.patch_bounded_spacy_vocabulary()
+    monkeypatch.setenv("SPACY_MAX_NEW_STRINGS", str(LIMIT))  # read when the model's component is created
     agent = Agent.load(str(MODEL))
     rnd = random.Random(8)
 

@@ -1,4 +1,5 @@
-"""The speed patches in rasa_ext/patches.py return exactly what Rasa 3.6.21's own code returns.
+"""The speed patches (rasa_ext/speed.py) and the dialogue policy (rasa_ext/rule_policy.py) return exactly
+what Rasa 3.6.21's own code returns, and the patches refuse any other Rasa version.
 
 Each patched function is run beside the original (kept as ``__wrapped__``) on the same inputs: every
 ``Event`` type, the events of real conversations held with the real Rasa and action servers, and valid and
@@ -18,7 +19,9 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 from jsonschema import ValidationError
 
-from rasa_ext import patches
+from rasa_ext import patches, speed
+from rasa_ext.rule_policy import WindowedRulePolicy
+from rasa_ext.version import PatchError
 from tests.servers import Servers, Visitor
 
 patches.apply()
@@ -64,6 +67,33 @@ def stored_events(tmp_path_factory) -> List[Dict[str, Any]]:
 def test_the_patches_are_applied() -> None:
     assert hasattr(Event.resolve_by_type, "__wrapped__")
     assert hasattr(RemoteAction._validate_action_result, "__wrapped__")
+
+
+def test_every_patch_is_listed_with_its_concern_and_reason() -> None:
+    assert len({patch.name for patch in patches.PATCHES}) == len(patches.PATCHES)
+    for patch in patches.PATCHES:
+        assert patch.concern in (patches.NEVER_SILENT, patches.DATABASES, patches.SPEED), patch.name
+        assert len(patch.reason) > 30 and patch.install.__doc__, patch.name
+
+
+def test_the_patches_refuse_any_other_rasa_version(monkeypatch) -> None:
+    """On another Rasa, apply() raises before installing anything, and the policy refuses to be built."""
+    import rasa
+
+    installed = [patch.name for patch in patches.PATCHES]
+    monkeypatch.setattr(patches, "_applied", False)
+    monkeypatch.setattr(patches, "PATCHES", tuple(patches.Patch(lambda: installed.append("ran"), p.concern, p.reason)
+                                                  for p in patches.PATCHES))
+    for version in ("3.6.20", "3.7.0", "4.0.0"):
+        monkeypatch.setattr(rasa, "__version__", version)
+        with pytest.raises(PatchError, match=f"Rasa 3.6.21, not {version}"):
+            patches.apply()
+        with pytest.raises(PatchError, match=f"Rasa 3.6.21, not {version}"):
+            WindowedRulePolicy({}, None, None, None)
+    assert "ran" not in installed and patches._applied is False
+    monkeypatch.setattr(rasa, "__version__", "3.6.21")
+    patches.apply()
+    assert installed.count("ran") == len(patches.PATCHES)
 
 
 # --- Event.resolve_by_type ---------------------------------------------------------------------------------
@@ -120,7 +150,7 @@ def test_a_later_class_that_comes_first_in_rasas_walk_wins_as_before() -> None:
         assert Event.resolve_by_type("undo") is original("undo") is ShadowUndo
     finally:
         del ShadowUndo
-        patches._event_types.clear()
+        speed._event_types.clear()
         gc.collect()
     assert Event.resolve_by_type("undo") is original("undo") is ActionReverted
 
@@ -251,6 +281,7 @@ def rule_policy():
     agent = Agent.load(str(ROOT / "models" / "clinic.tar.gz"))
     nodes = agent.processor.graph_runner._instantiated_nodes
     policy = next(node._component for node in nodes.values() if isinstance(getattr(node, "_component", None), RulePolicy))
+    assert type(policy) is WindowedRulePolicy  # config.yml names it
     return policy, agent.domain
 
 
@@ -258,8 +289,8 @@ def _same_prediction(policy, tracker, domain) -> Any:
     """Runs the patched and the original prediction on the same tracker; returns the original's."""
     from rasa.core.policies.rule_policy import RulePolicy
 
-    patched = RulePolicy.predict_action_probabilities(policy, tracker, domain)
-    original = RulePolicy.predict_action_probabilities.__wrapped__(policy, tracker, domain)
+    patched = WindowedRulePolicy.predict_action_probabilities(policy, tracker, domain)
+    original = RulePolicy.predict_action_probabilities(policy, tracker, domain)
     assert vars(patched) == vars(original), [event.as_dict() for event in tracker.events][-8:]
     return original
 
@@ -394,7 +425,7 @@ def test_rule_policy_lets_rasa_decide_when_its_key_of_all_states_may_be_a_rule_n
         pytest.fail("a rule for every history")
     hiding = copy.copy(policy)
     hiding.lookup = {**policy.lookup, RULES_NOT_IN_STORIES: [*policy.lookup[RULES_NOT_IN_STORIES], key]}
-    assert RulePolicy.predict_action_probabilities.__wrapped__(hiding, tracker, domain).hide_rule_turn
+    assert RulePolicy.predict_action_probabilities(hiding, tracker, domain).hide_rule_turn
     _same_prediction(hiding, tracker, domain)
 
 
@@ -411,10 +442,10 @@ def test_rule_policy_builds_only_the_last_states_of_a_long_conversation(rule_pol
     built = []
     get_active_state = type(domain).get_active_state
     monkeypatch.setattr(type(domain), "get_active_state", lambda *args, **kw: built.append(1) or get_active_state(*args, **kw))
-    RulePolicy.predict_action_probabilities.__wrapped__(policy, tracker, domain)
+    RulePolicy.predict_action_probabilities(policy, tracker, domain)
     assert len(built) > 300  # Rasa: every past state, twice (text, then intent)
     built.clear()
-    RulePolicy.predict_action_probabilities(policy, tracker, domain)
+    WindowedRulePolicy.predict_action_probabilities(policy, tracker, domain)
     assert len(built) == 3  # the longest rule's length
     # The next prediction on the same tracker (after the next action) replays only what was added.
     replayed = []
@@ -424,7 +455,7 @@ def test_rule_policy_builds_only_the_last_states_of_a_long_conversation(rule_pol
     tracker.update(ActionExecuted("action_answer"))
     replayed.clear()
     built.clear()
-    RulePolicy.predict_action_probabilities(policy, tracker, domain)
+    WindowedRulePolicy.predict_action_probabilities(policy, tracker, domain)
     assert len(replayed) == 2 and len(built) == 2  # the new action's state, and the state after it
     _same_prediction(policy, tracker, domain)
 

@@ -18,12 +18,12 @@ from typing import Callable, Dict, List
 import pytest
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import parsing
 from actions.answers import ActionAnswer, ActionFallback
 from actions.booking import ValidateConsultationForm
-from actions.intents import classify
-from actions.knowledge import get_knowledge
-from actions.limits import MAX_TEXT_CHARS, bounded
+from core import parsing
+from core.knowledge import classify
+from core.knowledge_loader import get_knowledge
+from core.limits import MAX_TEXT_CHARS, bounded
 from tests.conftest import make_tracker
 
 SIZE = 100_000
@@ -177,8 +177,9 @@ def test_a_safety_pattern_with_a_repetition_inside_a_repetition_is_refused_at_st
 
     import yaml
 
-    from actions.knowledge import KnowledgeError, load_knowledge
-    from actions.settings import knowledge_dir
+    from core.knowledge import KnowledgeError
+    from core.knowledge_loader import load_knowledge
+    from core.settings import knowledge_dir
 
     folder = tmp_path / "knowledge"
     shutil.copytree(knowledge_dir(), folder)
@@ -193,7 +194,7 @@ def test_a_safety_pattern_with_a_repetition_inside_a_repetition_is_refused_at_st
 # --- Issue 10's patterns: answer shaping, hopelessness and the language check ----------------------
 
 def test_the_answer_shaping_patterns_are_fast_on_their_near_matches():
-    from actions.language import looks_non_english
+    from core.language import looks_non_english
     knowledge = get_knowledge()
     answering = knowledge.answering
     groups = {"not_covered": [p for a in answering.not_covered for p in a.patterns],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from actions.intents import classify
+from core.knowledge import classify
 
 EMERGENCIES = [
     "since this morning I have no control over my bladder",

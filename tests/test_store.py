@@ -10,8 +10,8 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from actions.settings import ConfigError, database_url, url_from_tracker_store
-from actions.store import (
+from core.settings import ConfigError, database_url, url_from_tracker_store
+from core.store import (
     CLIENT_LIMIT,
     CONVERSATION_LIMIT,
     CREATED,

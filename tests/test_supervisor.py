@@ -25,10 +25,8 @@ import pytest
 import requests
 import yaml
 
+from scripts.supervisor import check_health
 from tests.servers import MODEL, ROOT, free_port
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from supervisor import check_health  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -253,8 +251,8 @@ class Run:
         self.folder = folder
         self.env = {**run_env(folder), **(extra_env or {})}
         self.log = folder / "serve.log"
-        if (ROOT / "rasa_ext" / "migrate.py").exists():  # the Makefile runs the migration before serve.py
-            subprocess.run([sys.executable, "-m", "rasa_ext.migrate"], cwd=ROOT, env=self.env, check=True,
+        if (ROOT / "scripts" / "migrate.py").exists():  # the Makefile runs the migration before serve.py
+            subprocess.run([sys.executable, "-m", "scripts.migrate"], cwd=ROOT, env=self.env, check=True,
                            capture_output=True)
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen([sys.executable, "scripts/serve.py"], cwd=ROOT, env=self.env,

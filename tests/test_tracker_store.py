@@ -34,8 +34,8 @@ from rasa.shared.core.events import (
 from rasa.shared.core.trackers import DialogueStateTracker, EventVerbosity
 from sqlalchemy.engine import URL, make_url
 
-from rasa_ext.migrate import migrate
 from rasa_ext.tracker_store import ResilientSQLTrackerStore, TrackerStoreUnavailable, clean_text
+from scripts.migrate import migrate
 from tests.conftest import PG_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,7 +330,7 @@ def test_tables_are_never_created_at_request_time_and_the_migration_brings_them_
     engine = sa.create_engine(url, future=True)
     with engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE events"))
-    with pytest.raises(TrackerStoreUnavailable, match="rasa_ext.migrate"):
+    with pytest.raises(TrackerStoreUnavailable, match="scripts.migrate"):
         run(store.retrieve(sender))
     with pytest.raises(TrackerStoreUnavailable):
         run(store.save(conversation(sender)))
@@ -384,7 +384,7 @@ def test_the_migration_creates_a_missing_postgresql_database():
 def _migrate_command(env: dict) -> subprocess.CompletedProcess:
     clean_env = {key: value for key, value in os.environ.items()
                  if key not in ("CLINIC_DB_URL", "CLINIC_ENDPOINTS", "RASA_ENDPOINTS")}
-    return subprocess.run([sys.executable, "-m", "rasa_ext.migrate"], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "scripts.migrate"], cwd=ROOT, capture_output=True, text=True,
                           env={**clean_env, "PYTHONPATH": str(ROOT), **env}, timeout=120)
 
 
@@ -617,7 +617,7 @@ def test_a_sqlite_file_replaced_under_a_running_store_is_opened_again(tmp_path):
     run(store.save(conversation(sender)))
     for name in ("conversations.db", "conversations.db-wal", "conversations.db-shm"):
         (tmp_path / name).unlink(missing_ok=True)
-    with pytest.raises(TrackerStoreUnavailable, match="rasa_ext.migrate"):
+    with pytest.raises(TrackerStoreUnavailable, match="scripts.migrate"):
         run(store.retrieve(sender))
     migrate(url)
     assert run(store.retrieve(sender)) is None  # a new, empty database: the old file is gone

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
-from actions.knowledge import get_knowledge
+from core.knowledge_loader import get_knowledge
 
 WEB = Path(__file__).resolve().parent
 SOCKET_IO = WEB / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"

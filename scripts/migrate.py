@@ -1,12 +1,12 @@
-"""``python -m rasa_ext.migrate``: creates the assistant's database and tables if they are missing.
+"""``python -m scripts.migrate``: creates the assistant's database and tables if they are missing.
 
-Usage: ``python -m rasa_ext.migrate [--url URL]``. The database is the assistant's (``CLINIC_DB_URL``, else the
+Usage: ``python -m scripts.migrate [--url URL]``. The database is the assistant's (``CLINIC_DB_URL``, else the
 ``tracker_store`` of ``CLINIC_ENDPOINTS``, else of ``RASA_ENDPOINTS``, else of ``endpoints.yml``: see
-:func:`actions.store.database_url`). It creates, each only if missing:
+:func:`core.store.database_url`). It creates, each only if missing:
 
 * the PostgreSQL database itself (through the ``postgres`` maintenance database), or the SQLite file's folder;
 * Rasa's ``events`` table, from the tracker store's own SQLAlchemy model;
-* the ``consultation_requests`` tables (:meth:`actions.store.RequestStore.create_table`);
+* the ``consultation_requests`` tables (:meth:`core.store.RequestStore.create_table`);
 * the staff console's tables and its indexes on ``events`` (``console.db.create_schema``);
 * the messaging channels' ``channel_deliveries`` and ``channel_options`` (:mod:`channels.platform_store`).
 
@@ -29,7 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.store import ConfigError, RequestStore, database_url
+from core.settings import ConfigError, database_url
+from core.store import RequestStore
 
 MAINTENANCE_DB = "postgres"
 
@@ -125,7 +126,7 @@ def migrate(url: Union[URL, str], attempts: int = 3) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rasa_ext.migrate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.migrate", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a SQLAlchemy URL (default: the assistant's configured database)")
     args = parser.parse_args(argv)
     os.umask(0o077)  # a SQLite file created here is private, as the servers' files are

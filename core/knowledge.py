@@ -8,23 +8,31 @@ The knowledge folder (``knowledge/`` by default) holds data, not code:
   based on (checked word for word against the article);
 * ``replies.yml``, ``safety.yml``, ``booking.yml``: conversation, safety and booking texts.
 
-:func:`load_knowledge` reads and checks everything once (the loader and its checks are in
-``actions/knowledge_loader.py``) and returns an immutable :class:`Knowledge`; any problem raises
-:class:`KnowledgeError` naming the file and what is wrong with it. :func:`get_knowledge` is the project's
-knowledge, loaded once per process.
+:func:`core.knowledge_loader.load_knowledge` reads and checks everything once and returns an immutable
+:class:`Knowledge`; any problem raises :class:`KnowledgeError` naming the file and what is wrong with it.
+:func:`core.knowledge_loader.get_knowledge` is the project's knowledge, loaded once per process.
+
+:func:`classify` is the keyword safety net: the intent a safety pattern gives a message. The NLU
+pipeline runs it on every message (``components/safety_net.py``) and the answers use it.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from actions.intents import CONSULTATION_INTENT, TREATMENT_INTENT
-from actions.limits import bounded
+from core.intents import (
+    CONSULTATION_INTENT,
+    CRISIS_INTENT,
+    EMERGENCY_INTENT,
+    MEDICAL_ADVICE_INTENT,
+    READ_BY_THE_FORM,
+    TREATMENT_INTENT,
+)
+from core.limits import bounded
 
 # What the knowledge must hold besides an answer for every intent of the domain (the loader checks
 # that): the topics the code looks up by name (actions/answers.py), and the treatments.
@@ -148,7 +156,7 @@ class Booking:
 
 @dataclass(frozen=True)
 class Knowledge:
-    """Everything the assistant says, validated. Built by :func:`load_knowledge`."""
+    """Everything the assistant says, validated. Built by :func:`core.knowledge_loader.load_knowledge`."""
 
     clinic: Clinic
     article: str
@@ -254,7 +262,7 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-# --- How answers are shaped (issue 10): general answers before refusals, "the article doesn't say",
+# --- How answers are shaped for people in pain: general answers before refusals, "the article doesn't say",
 # follow-ups, hopelessness, verbatim quotes. Texts from topics.yml and safety.yml.
 
 
@@ -316,20 +324,22 @@ class Answering:
         return any(pattern.search(bounded(text)) for pattern in self.options_patterns)
 
 
-def load_knowledge(folder: Optional[Path] = None) -> Knowledge:
-    """Reads and validates every knowledge file in ``folder`` (by default the project's, see
-    :mod:`actions.settings`): see :func:`actions.knowledge_loader.load_knowledge`.
-
-    Raises:
-        KnowledgeError: a file is missing, malformed, lacks a required topic or reply, or an answer
-            quotes a sentence that is not in the article.
-    """
-    from actions import knowledge_loader  # the loader builds this module's classes
-
-    return knowledge_loader.load_knowledge(folder)
+def answered_in_form(knowledge: Knowledge) -> FrozenSet[str]:
+    """The intents a rule answers in the middle of a consultation request (data/rules.yml, "Answer a
+    question during a consultation request"): every topic and reply intent the form does not read."""
+    return knowledge.answered_intents - frozenset(READ_BY_THE_FORM)
 
 
-@functools.lru_cache(maxsize=1)
-def get_knowledge() -> Knowledge:
-    """The project's knowledge, loaded and validated once per process."""
-    return load_knowledge()
+def classify(text: str, knowledge: Knowledge) -> Optional[str]:
+    """The intent a safety pattern gives ``text``: ``crisis``, ``emergency`` or ``medical_advice``,
+    checked in that order; None if no pattern matches.
+
+    The patterns see at most :data:`~core.limits.MAX_TEXT_CHARS` characters, the channels' own
+    message limit, so no message is cut and none can make them slow (tests/test_redos.py)."""
+    text = bounded(text)
+    for intent, patterns in ((CRISIS_INTENT, knowledge.crisis_patterns),
+                             (EMERGENCY_INTENT, knowledge.emergency_patterns),
+                             (MEDICAL_ADVICE_INTENT, knowledge.medical_advice_patterns)):
+        if any(pattern.search(text) for pattern in patterns):
+            return intent
+    return None

@@ -1,12 +1,13 @@
-"""Reads the knowledge files and checks them: :func:`load_knowledge` builds :mod:`actions.knowledge`'s model.
+"""Reads the knowledge files and checks them: :func:`load_knowledge` builds :mod:`core.knowledge`'s model.
 
 :func:`load_knowledge` calls one ``_load_*`` per file, in order; the checks they share (a key's presence
 and type, placeholders, article quotes, references between topics, patterns) follow them. Every problem
-is a :class:`~actions.knowledge.KnowledgeError` naming the file and what is wrong.
+is a :class:`~core.knowledge.KnowledgeError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sre_constants
 import sre_parse
@@ -16,9 +17,9 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from actions import settings
-from actions.intents import SPECIAL_INTENTS, TREATMENT_INTENT
-from actions.knowledge import (
+from core import settings
+from core.intents import SPECIAL_INTENTS, TREATMENT_INTENT
+from core.knowledge import (
     BOOKING_FIELDS,
     BOOKING_RUNTIME_FIELDS,
     CONSULTATION_BUTTON,
@@ -42,9 +43,9 @@ def load_knowledge(folder: Optional[Path] = None, domain: Optional[Path] = None)
     """Reads and validates every knowledge file in ``folder``.
 
     Args:
-        folder: the knowledge folder; by default the project's (see :mod:`actions.settings`).
+        folder: the knowledge folder; by default the project's (see :mod:`core.settings`).
         domain: the Rasa domain whose every intent must be a topic's, a reply's or special
-            (:mod:`actions.intents`); by default the project's ``domain.yml``.
+            (:mod:`core.intents`); by default the project's ``domain.yml``.
 
     Returns:
         The validated knowledge, with the clinic's facts filled into every text.
@@ -74,6 +75,12 @@ def load_knowledge(folder: Optional[Path] = None, domain: Optional[Path] = None)
         _synonyms=_synonym_map(therapies, files.path("topics.yml")),
         answering=_load_answering(files, render, topics, therapies),
     )
+
+
+@functools.lru_cache(maxsize=1)
+def get_knowledge() -> Knowledge:
+    """The project's knowledge, loaded and validated once per process."""
+    return load_knowledge()
 
 
 def _load_clinic(files: _Files) -> Clinic:

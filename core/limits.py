@@ -16,9 +16,9 @@ import os
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from actions.store import Limits
+    from core.store import Limits
 
-# The channels' message limit (contracts: messages over 2,000 characters never reach the NLU).
+# The channels' message limit: the door refuses longer messages, so none reaches the NLU.
 MAX_TEXT_CHARS = 2000
 
 
@@ -27,7 +27,8 @@ def bounded(text: Optional[str], limit: int = MAX_TEXT_CHARS) -> str:
     return (text or "")[:limit] if isinstance(text, str) or text is None else str(text)[:limit]
 
 
-# Consultation requests one conversation, and one client (contracts #4), may store per window.
+# Consultation requests one conversation, and one client (the channel's pseudonym of its address, so
+# that opening new conversations does not lift the limit), may store per window.
 LIMIT_ENV = {
     "per_conversation": ("CLINIC_MAX_REQUESTS_PER_CONVERSATION", 2),
     "per_client": ("CLINIC_MAX_REQUESTS_PER_CLIENT", 5),
@@ -41,7 +42,7 @@ def consultation_limits() -> "Limits":
     Raises:
         ValueError: a variable is not a whole number, is negative, or the window is 0.
     """
-    from actions.store import Limits  # here, not at the top: the store imports SQLAlchemy
+    from core.store import Limits  # here, not at the top: the store imports SQLAlchemy
 
     values = {}
     for key, (variable, default) in LIMIT_ENV.items():

@@ -1,7 +1,7 @@
 """Reading a visitor's answers to the consultation form: plain functions of the text, no Rasa.
 
 Phone numbers, email addresses, names, "skip", yes and no at the summary, the field a correction
-names, and the free-text answers (a call-back time, a reason). ``actions/booking.py`` decides when
+names, and the free-text answers (a call-back time, a reason), each refused when it cannot be one. ``actions/booking.py`` decides when
 each is asked; this module only reads what was typed.
 
 Every pattern here is linear in the length of the text it sees, and sees at most MAX_TEXT_CHARS of it
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, Optional
 
-from actions.limits import bounded
+from core.limits import MAX_TEXT_CHARS, bounded
 
 _PHONE = re.compile(r"(?<![\d+])(\+?1[\s.-]{0,3})?\(?(\d{3})\)?[\s.-]{0,3}(\d{3})[\s.-]{0,3}(\d{4})(?!\d)")
 # An address starts where a run of address characters starts (the look-behind), so a long run without
@@ -62,6 +62,14 @@ FIELD_WORDS = {
     "reason": re.compile(r"\b(reason|about|topic|visit)\b", re.IGNORECASE),
 }
 _NEW_NAME = re.compile(r"\bname\s+is\s+(.+)$", re.IGNORECASE)
+# The free-text answers: no time or reason holds a run of five digits or more (a phone number, a
+# postcode, a key held down), and each holds a word of two letters or more ("pm" in "3pm" counts), or,
+# for a time only, a clock time ("10:30", "14.00").
+_DIGIT_RUN = re.compile(r"\d{5,}")
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_CLOCK_TIME = re.compile(r"(?<!\d)\d{1,2}[:.]\d{2}(?!\d)")
+MAX_CALLBACK_TIME_CHARS = 300  # the stored column's length
+MAX_REASON_CHARS = 1000  # the stored column's length; a longer reason is cut there
 
 
 def normalise_phone(text: str) -> Optional[str]:
@@ -128,6 +136,33 @@ def free_text(text: str, limit: int = 300) -> Optional[str]:
     if len(text) < 2 or text.startswith("/") or looks_like_question(text) or _NON_ANSWERS.match(text):
         return None
     return text[:limit].rstrip()  # rstrip: a second reading of the stored value gives it back unchanged
+
+
+def read_callback_time(text: str) -> Optional[str]:
+    """A call-back time in the visitor's words ("weekday mornings", "Tuesday after 3 pm", "10:30"), else None.
+
+    An answer that cannot be a time is refused, so the form asks again: a phone number or an e-mail
+    address (typed at the wrong question), a run of five digits or more, an answer with neither a word nor
+    a clock time ("!!!"), or one longer than :data:`MAX_CALLBACK_TIME_CHARS` (no time takes that long to say,
+    and a cut answer would be stored as if it were one)."""
+    answer = free_text(text, limit=MAX_TEXT_CHARS)
+    if answer is None or len(answer) > MAX_CALLBACK_TIME_CHARS or _contact_or_number(answer):
+        return None
+    return answer if _WORD.search(answer) or _CLOCK_TIME.search(answer) else None
+
+
+def read_reason(text: str) -> Optional[str]:
+    """What the consultation should be about, in the visitor's words (at most :data:`MAX_REASON_CHARS`
+    characters), else None: a phone number, an e-mail address, a run of five digits or more, or an answer
+    without a word is no reason, and the form asks again."""
+    answer = free_text(text, limit=MAX_REASON_CHARS)
+    if answer is None or _contact_or_number(answer) or not _WORD.search(answer):
+        return None
+    return answer
+
+
+def _contact_or_number(text: str) -> bool:
+    return bool(normalise_phone(text) or find_email(text) or _DIGIT_RUN.search(text))
 
 
 def says_yes(text: str) -> bool:

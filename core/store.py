@@ -1,5 +1,5 @@
 """The ``consultation_requests`` table, in the same database as Rasa's tracker store
-(:func:`actions.settings.database_url`).
+(:func:`core.settings.database_url`).
 
 The table is created if missing (and a column added since is added to an existing table).
 :meth:`RequestStore.submit` stores a request within the abuse limits, counted in the table itself so that
@@ -17,9 +17,6 @@ from typing import Any, Dict, List, Optional
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import IntegrityError
-
-# The database settings live in actions.settings; importable from here too (the action server's modules).
-from actions.settings import ConfigError, database_url  # noqa: F401
 
 STATUSES = ("new", "contacted", "closed")
 
@@ -40,8 +37,8 @@ consultation_requests = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("status_changed_at", sa.DateTime(timezone=True)),
     sa.Column("status_changed_by", sa.String(120)),
-    # The channel's pseudonymous client (contracts #4: 16 hex characters of an HMAC of the address), for
-    # the per-client limit; None when the channel gave none.
+    # The channel's pseudonymous client (16 hex characters of an HMAC of the address: the address itself is
+    # never stored), for the per-client limit; None when the channel gave none.
     sa.Column("client", sa.String(16), index=True),
 )
 # Columns added after the table was first created: create_table adds them to an existing table.

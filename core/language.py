@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from actions.limits import bounded
+from core.limits import bounded
 
 # Common words of other languages that are not (or hardly ever) English words. Ambiguous ones
 # ("a", "me", "no", "die", "was", "do", "son", "non", "per", "pour", "ma", "ai"…) are left out.
