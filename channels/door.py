@@ -42,8 +42,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # the safety patterns and the stored event all see bounded text.
 MAX_MESSAGE_CHARS = 2000
 # The largest request body (and socket.io packet) the Rasa server reads. A 2,000-character message is
-# at most 8 KB of UTF-8 (12 KB as JSON \u escapes), so 16 KB leaves room and refuses bulk.
-MAX_BODY_BYTES = 16 * 1024
+# at most 8 KB of UTF-8, and 24 KB as JSON \u escapes (what Python's json.dumps sends by default: an
+# emoji is a surrogate pair, 12 bytes escaped), so 32 KB takes any encoding of any allowed message and
+# refuses bulk.
+MAX_BODY_BYTES = 32 * 1024
 
 REST_SENDER = re.compile(r"[0-9a-fA-F]{32,128}")
 SOCKETIO_PREFIX = "socketio-"
@@ -210,8 +212,9 @@ class SessionSigner:
 # --- client identity ----------------------------------------------------------------------------------
 
 def trusted_proxies() -> frozenset:
-    """The peers whose ``X-Forwarded-For`` is believed (``TRUSTED_PROXIES``, default 127.0.0.1)."""
-    value = os.environ.get("TRUSTED_PROXIES", "127.0.0.1")
+    """The peers whose ``X-Forwarded-For`` is believed (``TRUSTED_PROXIES``, comma-separated addresses;
+    none by default: without a proxy in front, the header is the client's to forge)."""
+    value = os.environ.get("TRUSTED_PROXIES", "")
     return frozenset(item.strip() for item in value.split(",") if item.strip())
 
 

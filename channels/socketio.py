@@ -28,8 +28,9 @@ so that the client never joined its room and never received a reply.
 
 The door's rules (:mod:`channels.door`) apply: control characters removed, a message over 2,000
 characters answered "please shorten" without reaching the NLU, client metadata replaced by the hashed
-client address, packets over 16 KB refused (``max_http_buffer_size``). If handling a message raises or
-produces no message, the session gets ``knowledge.technical_problem``.
+client address, packets over 32 KB refused (``max_http_buffer_size``), a message over the client's or the
+conversation's fair share (:mod:`channels.fair_share`) answered ``door.slow_down`` on this socket and not
+handled. If handling a message raises or produces no message, the session gets ``knowledge.technical_problem``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from rasa.shared.exceptions import RasaException
 from sanic import Blueprint
 
 from actions.knowledge import get_knowledge
-from channels import door, origins, privacy
+from channels import door, fair_share, origins, privacy
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,9 @@ class SocketIOInput(RasaSocketIOInput):
                 await say(sid, knowledge.door["refused"])
                 return
             privacy.remember(data.get("message"), text, ids=(data.get("session_id"), conversation))
+            if await fair_share.admit((session.get("client") or {}).get("client", sid), conversation):
+                await say(sid, knowledge.door["slow_down"])  # this socket only, not the handled turn's room
+                return
             if door.too_long(text):
                 await say(conversation, knowledge.door["too_long"])
                 return

@@ -27,7 +27,8 @@ def ordinary(length: int = LENGTH) -> str:
 def fresh_ordinary(rng: random.Random, length: int = LENGTH) -> str:
     """An ordinary message whose words are not all repeats (a tokenizer caches the words it has seen)."""
     words = ORDINARY.split()
-    text = " ".join(f"{rng.choice(words)}{rng.choice(string.ascii_lowercase)}" for _ in range(length // 3))
+    text = " ".join(rng.choice(words) + "".join(rng.choice(string.ascii_lowercase) for _ in range(3))
+                    for _ in range(length // 3))
     return text[:length]
 
 
