@@ -209,6 +209,47 @@ class SessionSigner:
         return conversation_id("socketio", match.group(1))
 
 
+def session_minutes(domain: Optional[Path] = None) -> float:
+    """The conversation's session expiry in minutes (domain.yml ``session_config``; 60 if unset)."""
+    import yaml
+
+    path = domain or PROJECT_ROOT / "domain.yml"
+    try:
+        config = (yaml.safe_load(path.read_text()) or {}).get("session_config") or {}
+        return float(config.get("session_expiration_time") or 60)
+    except (OSError, ValueError, AttributeError):
+        return 60.0
+
+
+class SessionClock:
+    """Which socket.io sessions have ended: unused for ``minutes`` (the conversation's own session has
+    expired) or revoked ("New chat"). In this process's memory, pruned as it goes: an id this process has
+    not seen (issued before a restart) is taken as live."""
+
+    def __init__(self, minutes: float, clock=time.monotonic) -> None:
+        self.seconds = minutes * 60
+        self._clock = clock
+        self._last: Dict[Text, float] = {}
+        self._revoked: Dict[Text, float] = {}
+
+    def seen(self, conversation: Text) -> None:
+        now = self._clock()
+        self._last[conversation] = now
+        if len(self._last) % 1024 == 0:
+            for store in (self._last, self._revoked):
+                for key in [key for key, when in store.items() if now - when > max(2 * self.seconds, 86400)]:
+                    del store[key]
+
+    def end(self, conversation: Text) -> None:
+        self._revoked[conversation] = self._clock()
+
+    def ended(self, conversation: Text) -> bool:
+        if conversation in self._revoked:
+            return True
+        last = self._last.get(conversation)
+        return last is not None and self._clock() - last > self.seconds
+
+
 # --- client identity ----------------------------------------------------------------------------------
 
 def trusted_proxies() -> frozenset:
