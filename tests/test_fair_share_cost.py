@@ -64,7 +64,7 @@ def ordinary_cost(tokenizer) -> float:
 def budget(reference: float) -> float:
     # Words never seen before cost spaCy a new lexeme each (linear, and noisy on a busy machine): the floor
     # covers that; the quadratic shapes took 1-2 s.
-    return 4 * reference + 0.02  # seconds
+    return 4 * reference + 0.03  # seconds
 
 
 def test_the_tokenizer_is_quadratic_on_a_punctuation_run_and_the_shape_is_not(tokenizer):
@@ -100,7 +100,10 @@ def test_random_shapes_keep_every_word_and_cost_no_more_than_an_ordinary_message
         assert all(len(chunk) <= door.MAX_CHUNK_CHARS for chunk in shaped.split()), context
         assert re.sub(r"[\W_]", "", shaped) == re.sub(r"[\W_]", "", text), context
         assert door.nlu_shape(shaped) == shaped, context
-        assert cost(tokenize_shaped(tokenizer), text, tries=2) <= budget(reference), context
+        spent = cost(tokenize_shaped(tokenizer), text, tries=2)
+        if spent > budget(reference):  # again, in case the machine was busy
+            spent = min(spent, cost(tokenize_shaped(tokenizer), text, tries=5))
+        assert spent <= budget(reference), (context, spent, reference)
 
 
 def test_ordinary_messages_and_every_training_example_are_left_as_they_are():
@@ -145,21 +148,29 @@ def turn(url: str, sender: str, text: str) -> float:
 
 @pytest.mark.e2e
 def test_no_shape_costs_a_whole_turn_more_than_an_ordinary_message_at_any_form_step(shared_servers):
+    """The reference is an ordinary message of the same length in the same conversation, taken again every
+    few shapes: a turn costs more as the conversation grows (every action call carries the whole tracker)."""
     url = shared_servers.url
-    corpus = shapes.corpus()
+    corpus = list(shapes.corpus().items())
     slow = {}
     bring_up: List[str] = []
+
+    def varied(text: str) -> str:
+        return text[:-6] + f"{random.randrange(10**6):06d}"
+
     for step, answers in enumerate(STEPS):
         bring_up += answers
         sender = uuid.uuid4().hex
         for text in bring_up:
             turn(url, sender, text)
-        reference = statistics.median(turn(url, sender, shapes.ordinary()[:-6] + f"{index:06d}")
-                                      for index in range(5))
-        for name, text in corpus.items():
-            spent = turn(url, sender, text[:-6] + f"{random.randrange(10**6):06d}")
+        references: List[float] = []
+        for index, (name, text) in enumerate(corpus):
+            if index % 5 == 0:
+                references += [turn(url, sender, varied(shapes.ordinary())) for _ in range(2 if index else 3)]
+            reference = statistics.median(references[-3:])
+            spent = turn(url, sender, varied(text))
             if spent > 3 * reference + 0.3:  # once more, in case the machine was busy
-                spent = min(spent, turn(url, sender, text[:-6] + f"{random.randrange(10**6):06d}"))
+                spent = min(spent, turn(url, sender, varied(text)))
             if spent > 3 * reference + 0.3:
                 slow[f"step {step}: {name}"] = (round(spent, 2), round(reference, 2))
     assert not slow, f"over 3 × an ordinary turn + 0.3 s (seconds, shape vs ordinary): {slow}"
