@@ -50,6 +50,10 @@ RATE_ENV = {
 }
 REDIS_ENV = "CLINIC_RATE_LIMIT_REDIS"
 PREFIX_ENV = "CLINIC_RATE_LIMIT_PREFIX"
+# A refused message is answered after min(wait, TARPIT_SECONDS): a client that sends as fast as it is
+# answered then sends about one message a second per connection instead of hundreds (each refusal is
+# cheap, but hundreds a second still queue before other visitors' turns); a sleeping answer costs a timer.
+TARPIT_SECONDS = 1.0
 REDIS_TIMEOUT = 0.5  # seconds: a slow Redis must not become the slow part of a turn
 PRUNE_EVERY = 1024  # calls between two sweeps of the in-memory buckets that are full again
 
@@ -232,5 +236,8 @@ def shared() -> FairShare:
 
 async def admit(client: Text, conversation: Text) -> float:
     """The one call for channels: 0.0 if the message may be handled, else the seconds to wait (see the
-    module's docstring)."""
-    return await shared().admit(client, conversation)
+    module's docstring), returned after a pause of up to :data:`TARPIT_SECONDS`."""
+    wait = await shared().admit(client, conversation)
+    if wait:
+        await asyncio.sleep(min(wait, TARPIT_SECONDS))
+    return wait
