@@ -27,7 +27,7 @@ NLU_DATA := $(wildcard data/*.yml)
 MODEL_INPUTS := config.yml domain.yml $(NLU_DATA) $(SPACY)/meta.json $(wildcard components/*.py) rasa_ext/rule_policy.py
 
 .PHONY: help setup model run test test-stories test-unit test-e2e validate crossval probe probe-pain probe-answers \
-	calibrate-retrieval requests clean lint \
+	calibrate-retrieval requests clean lint attack \
 	console staff-user retention bench-console chromium fuzz soak-memory migrate bench
 
 help:
@@ -158,6 +158,13 @@ soak-memory: $(MODEL)
 bench: $(MODEL)
 	$(PY) -m bench $(ARGS)
 
+# The hostile load of tests/test_fair_share.py, longer (docs/fair-share.md): ATTACK_SECONDS (120) of
+# ATTACKERS (10) connections from one address sending 2,000-character punctuation runs as fast as they
+# are answered, while another visitor books over REST and socket.io; prints the figures.
+attack: $(MODEL)
+	FAIR_SHARE_ATTACK_SECONDS=$${ATTACK_SECONDS:-120} FAIR_SHARE_ATTACKERS=$${ATTACKERS:-10} \
+		$(PY) -m pytest tests/test_fair_share.py -k attacking -q -s -p no:cacheprovider
+
 clean:
 	rm -rf models build results .pytest_cache
 
@@ -170,7 +177,8 @@ nginx:
 cluster: $(MODEL) $(WEB_DEPS) nginx
 	$(PY) -m scripts.cluster
 
-# 50 visitors for 2 minutes through a running `CLINIC_MAX_REQUESTS_PER_CLIENT=0 make cluster` (all of them
-# come from one address); ARGS="--url ... --visitors ... --seconds ...".
+# 50 visitors for 2 minutes through a running `CLINIC_MAX_REQUESTS_PER_CLIENT=0 CLINIC_RATE_PER_ADDRESS=0
+# CLINIC_RATE_PER_CONVERSATION=0 make cluster` (all of them come from one address, and talk faster than people);
+# ARGS="--url ... --visitors ... --seconds ...".
 load: $(VENV)/.installed
 	$(PY) scripts/load.py $(ARGS)

@@ -61,21 +61,37 @@ def build_app(token: str):  # -> sanic.Sanic (imported late: rasa_sdk configures
     from rasa_sdk.endpoint import create_app
     from sanic import response
     from sanic.exceptions import SanicException
+    from sanic.handlers import ErrorHandler
 
     app = create_app("actions", cors_origins="")
     expected = token.encode("utf-8")
 
-    @app.middleware("request")
-    async def authenticate(request):
-        """401 without the secret (compared in constant time), 415 for a body that is not JSON."""
+    def authorized(request) -> bool:
+        """``GET /health``, or the secret (compared in constant time)."""
+        if request is None:
+            return False
         if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
-            return None
+            return True
         given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "replace")
-        if not hmac.compare_digest(given, expected):
+        return hmac.compare_digest(given, expected)
+
+    async def authenticate(request):
+        """401 without the secret, 415 for a body that is not JSON."""
+        if not authorized(request):
             return response.json({"error": "unauthorized"}, status=401)
         if request.method == "POST" and _media_type(request.headers.get("Content-Type", "")) != "application/json":
             return response.json({"error": "the body must be application/json"}, status=415)
         return None
+
+    # First of all, before sanic-cors's own, which answers OPTIONS (200, empty) to anyone and puts itself
+    # first when the server starts.
+    app.request_middleware.appendleft(authenticate)
+
+    @app.listener("before_server_start")
+    async def authenticate_first(app, _loop) -> None:
+        if app.request_middleware[0] is not authenticate:
+            app.request_middleware.remove(authenticate)
+            app.request_middleware.appendleft(authenticate)
 
     async def plain_error(request, exception: Exception):
         """Replaces rasa-sdk's handler, which returns ``request_body`` (the conversation) to the caller.
@@ -83,6 +99,8 @@ def build_app(token: str):  # -> sanic.Sanic (imported late: rasa_sdk configures
         Logs the route and the error's type and stack only: an error's message may quote visitor text.
         """
         path = getattr(request, "path", "?")
+        if not authorized(request):  # e.g. a method no route has (routing fails before the middleware)
+            return response.json({"error": "unauthorized"}, status=401)
         if isinstance(exception, SanicException):
             status = int(getattr(exception, "status_code", 500) or 500)
             if status >= 500:
@@ -92,6 +110,9 @@ def build_app(token: str):  # -> sanic.Sanic (imported late: rasa_sdk configures
         logger.error("Request to %s failed (%s)\n%s", path, type(exception).__name__, stack)
         return response.json({"error": "internal error"}, status=500)
 
+    # sanic-cors wraps the error handler to answer OPTIONS itself (200, empty, whoever asks): Sanic's own
+    # handler again, with this one only.
+    app.error_handler = ErrorHandler()
     app.error_handler.add(Exception, plain_error)
     return app
 

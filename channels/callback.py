@@ -4,14 +4,15 @@
 configured ``url``. Rasa's own :class:`~rasa.core.channels.callback.CallbackInput` is a REST channel with
 the same defects (a missing sender is the shared conversation ``"default"``, a body that is not an
 object or a failing turn is a 500) and no guard at all around the turn. This one applies the project's
-REST rules (400 with a JSON error, cleaned and bounded text, replaced metadata) and sends the
+REST rules (JSON only and no foreign ``Origin``, 400 with a JSON error, cleaned and bounded text, replaced
+metadata, the fair-share limits) and sends the
 technical-problem reply to the callback URL when a turn fails or says nothing; it answers ``success``
 as Rasa's does.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Text
+from typing import Any, Dict, Text
 
 from rasa.core.channels.callback import CallbackOutput
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel
@@ -19,7 +20,7 @@ from rasa.utils.endpoints import EndpointConfig
 from sanic import response
 from sanic.response import HTTPResponse
 
-from channels.rest import RestInput
+from channels.rest import RestInput, retry_after
 
 
 class CallbackInput(RestInput):
@@ -30,7 +31,7 @@ class CallbackInput(RestInput):
         return "callback"  # same webhook path, /webhooks/callback/webhook
 
     @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+    def _from_credentials(cls, credentials: Dict[Text, Any]) -> InputChannel:
         return cls(EndpointConfig.from_dict(credentials))
 
     def __init__(self, endpoint: EndpointConfig) -> None:
@@ -44,3 +45,7 @@ class CallbackInput(RestInput):
 
     def answer(self, output: CollectingOutputChannel) -> HTTPResponse:
         return response.text("success")
+
+    def slow_down(self, sender: Text, text: Text, wait: float) -> HTTPResponse:
+        # Nothing is posted to the callback URL: the integrator's client sees the 429 and retries.
+        return response.json({"error": text}, status=429, headers=retry_after(wait))

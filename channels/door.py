@@ -15,7 +15,10 @@ message, so that hostile input is refused or cleaned in one place:
 * whatever metadata the client sent is dropped and replaced by ``{"client": <16 hex>}``, a keyed hash
   of the client's address for the abuse limits of the actions (:func:`client_metadata`);
 * request bodies over :data:`MAX_BODY_BYTES` are refused by the servers themselves (Sanic's
-  ``REQUEST_MAX_SIZE``, set by ``rasa_ext/__main__.py``; socket.io's ``max_http_buffer_size``).
+  ``REQUEST_MAX_SIZE``, set by ``rasa_ext/__main__.py``; socket.io's ``max_http_buffer_size``);
+* what the NLU parses is :func:`core.shape.nlu_shape` of the message (``components/shape_guard.py`` applies it
+  as the pipeline's first step, for every channel): no message costs the tokenizer more than an
+  ordinary one of the same length.
 
 No Rasa import here: the rules are plain functions, tested on their own (tests/test_door.py).
 """
@@ -39,8 +42,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # the safety patterns and the stored event all see bounded text.
 MAX_MESSAGE_CHARS = 2000
 # The largest request body (and socket.io packet) the Rasa server reads. A 2,000-character message is
-# at most 8 KB of UTF-8 (12 KB as JSON \u escapes), so 16 KB leaves room and refuses bulk.
-MAX_BODY_BYTES = 16 * 1024
+# at most 8 KB of UTF-8, and 24 KB as JSON \u escapes (what Python's json.dumps sends by default: an
+# emoji is a surrogate pair, 12 bytes escaped), so 32 KB takes any encoding of any allowed message and
+# refuses bulk.
+MAX_BODY_BYTES = 32 * 1024
 
 REST_SENDER = re.compile(r"[0-9a-fA-F]{32,128}")
 SOCKETIO_PREFIX = "socketio-"
@@ -158,11 +163,53 @@ class SessionSigner:
         return conversation_id("socketio", match.group(1))
 
 
+def session_minutes(domain: Optional[Path] = None) -> float:
+    """The conversation's session expiry in minutes (domain.yml ``session_config``; 60 if unset)."""
+    import yaml
+
+    path = domain or PROJECT_ROOT / "domain.yml"
+    try:
+        config = (yaml.safe_load(path.read_text()) or {}).get("session_config") or {}
+        return float(config.get("session_expiration_time") or 60)
+    except (OSError, ValueError, AttributeError):
+        return 60.0
+
+
+class SessionClock:
+    """Which socket.io sessions have ended: unused for ``minutes`` (the conversation's own session has
+    expired) or revoked ("New chat"). In this process's memory, pruned as it goes: an id this process has
+    not seen (issued before a restart) is taken as live."""
+
+    def __init__(self, minutes: float, clock=time.monotonic) -> None:
+        self.seconds = minutes * 60
+        self._clock = clock
+        self._last: Dict[Text, float] = {}
+        self._revoked: Dict[Text, float] = {}
+
+    def seen(self, conversation: Text) -> None:
+        now = self._clock()
+        self._last[conversation] = now
+        if len(self._last) % 1024 == 0:
+            for store in (self._last, self._revoked):
+                for key in [key for key, when in store.items() if now - when > max(2 * self.seconds, 86400)]:
+                    del store[key]
+
+    def end(self, conversation: Text) -> None:
+        self._revoked[conversation] = self._clock()
+
+    def ended(self, conversation: Text) -> bool:
+        if conversation in self._revoked:
+            return True
+        last = self._last.get(conversation)
+        return last is not None and self._clock() - last > self.seconds
+
+
 # --- client identity ----------------------------------------------------------------------------------
 
 def trusted_proxies() -> frozenset:
-    """The peers whose ``X-Forwarded-For`` is believed (``TRUSTED_PROXIES``, default 127.0.0.1)."""
-    value = os.environ.get("TRUSTED_PROXIES", "127.0.0.1")
+    """The peers whose ``X-Forwarded-For`` is believed (``TRUSTED_PROXIES``, comma-separated addresses;
+    none by default: without a proxy in front, the header is the client's to forge)."""
+    value = os.environ.get("TRUSTED_PROXIES", "")
     return frozenset(item.strip() for item in value.split(",") if item.strip())
 
 

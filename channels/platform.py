@@ -44,7 +44,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from channels import door, shaping
+from channels import door, fair_share, shaping
 from channels.platform_store import PlatformStore
 from core import privacy
 from core.intents import CRISIS_INTENT, EMERGENCY_INTENT
@@ -217,7 +217,8 @@ class PlatformInput(InputChannel):
     async def receive(self, inbound: Inbound, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
         """The one gate of every inbound platform message (see the module's documentation).
 
-        A rate limiter shared by every channel belongs here, after the re-delivery check."""
+        The fair-share limits every channel applies (:mod:`channels.fair_share`) come after the
+        re-delivery check, so that a platform's retry costs no token."""
         conversation = self.conversation_id(inbound.sender)
         raw = inbound.text if isinstance(inbound.text, str) else ""
         text = door.clean_text(raw).strip()
@@ -226,6 +227,10 @@ class PlatformInput(InputChannel):
         first = await self._stored(True, self.store.first_delivery, self.name(), delivery, conversation)
         if not first:
             logger.info("%s: a re-delivered message of conversation %s was ignored", self.name(), conversation)
+            return
+        metadata = door.client_metadata(self._key, f"{self.name()}:{inbound.sender}")
+        if await fair_share.admit(metadata["client"], conversation):
+            await self.send(conversation, inbound.address, [{"text": self.knowledge.door["slow_down"]}])
             return
         count = await self._stored(0, self.store.recent, conversation, self.limits.window)
         if count > self.limits.max_messages:
@@ -242,7 +247,6 @@ class PlatformInput(InputChannel):
             await self.send(conversation, inbound.address, [{"text": self._clinic_text(UNREADABLE_REPLY)}])
             return
         output = CollectingOutputChannel()
-        metadata = door.client_metadata(self._key, f"{self.name()}:{inbound.sender}")
         try:
             await on_new_message(UserMessage(message, output, conversation, input_channel=self.name(),
                                              metadata=metadata))

@@ -22,14 +22,19 @@ same id if this machine's key signed it (:class:`channels.door.SessionSigner`), 
 socket joins that session's room (the conversation ``socketio-<id>``). A ``user_uttered {message,
 session_id}`` is taken only for the session this socket joined; anything else (no session, another
 session, a session id or message that is not a string) gets the ``door.refused`` reply on this socket
-alone. Sessions always persist (``session_persistence`` is implied). This also fixes Rasa 3.6's
+alone. Sessions always persist (``session_persistence`` is implied), but end: an id unused for the
+conversation's session expiry (domain.yml ``session_expiration_time``) or revoked by the widget's "New
+chat" (``session_end {session_id}``) is replaced by a new one, and a socket that presents a session id
+another socket listens to takes the session over (the other is disconnected: one socket per session).
+What ended is remembered by each Rasa process (:class:`channels.door.SessionClock`). This also fixes Rasa 3.6's
 ``session_request``, which calls the async ``enter_room`` without ``await`` (python-socketio >= 5.10),
 so that the client never joined its room and never received a reply.
 
 The door's rules (:mod:`channels.door`) apply: control characters removed, a message over 2,000
 characters answered "please shorten" without reaching the NLU, client metadata replaced by the hashed
-client address, packets over 16 KB refused (``max_http_buffer_size``). If handling a message raises or
-produces no message, the session gets ``knowledge.technical_problem``.
+client address, packets over 32 KB refused (``max_http_buffer_size``), a message over the client's or the
+conversation's fair share (:mod:`channels.fair_share`) answered ``door.slow_down`` on this socket and not
+handled. If handling a message raises or produces no message, the session gets ``knowledge.technical_problem``.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from rasa.core.channels.socketio import SocketIOOutput
 from rasa.shared.exceptions import RasaException
 from sanic import Blueprint
 
-from channels import door, origins
+from channels import door, fair_share, origins
 from core import privacy
 from core.knowledge_loader import get_knowledge
 
@@ -93,6 +98,7 @@ class SocketIOInput(RasaSocketIOInput):
         knowledge = get_knowledge()  # loaded at start-up: a broken knowledge folder stops the server
         key = door.load_secret()
         signer = door.SessionSigner(key)
+        sessions = door.SessionClock(door.session_minutes())
         blueprint = super().blueprint(on_new_message)
         sio = self.sio
         namespace = self.namespace or "/"
@@ -116,9 +122,15 @@ class SocketIOInput(RasaSocketIOInput):
         async def session_request(sid: Text, data: Any = None, *_: Any) -> None:
             session_id = data.get("session_id") if isinstance(data, dict) else None
             conversation = signer.verify(session_id)
-            if conversation is None:
+            if conversation is None or sessions.ended(conversation):
                 session_id = signer.issue()
                 conversation = signer.verify(session_id)
+            sessions.seen(conversation)
+            # One socket per session: another socket listening to it is let go (never both listening).
+            for other, _ in list(sio.manager.get_participants(namespace, conversation)):
+                if other != sid:
+                    await sio.leave_room(other, conversation, namespace=namespace)
+                    await sio.disconnect(other, namespace=namespace)
             session = await self._session(sid)
             previous = session.get("conversation")
             if previous and previous != conversation:
@@ -127,6 +139,16 @@ class SocketIOInput(RasaSocketIOInput):
             await sio.save_session(sid, session, namespace=namespace)
             await sio.enter_room(sid, conversation, namespace=namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
+
+        async def session_end(sid: Text, data: Any = None, *_: Any) -> None:
+            """The widget's "New chat": this socket's session id is revoked."""
+            session = await self._session(sid)
+            conversation = session.get("conversation")
+            if conversation and isinstance(data, dict) and signer.verify(data.get("session_id")) == conversation:
+                sessions.end(conversation)
+                await sio.leave_room(sid, conversation, namespace=namespace)
+                session["conversation"] = None
+                await sio.save_session(sid, session, namespace=namespace)
 
         async def handle_message(sid: Text, data: Any = None, *_: Any) -> None:
             session = await self._session(sid)
@@ -142,6 +164,10 @@ class SocketIOInput(RasaSocketIOInput):
                 await say(sid, knowledge.door["refused"])
                 return
             privacy.remember(data.get("message"), text, ids=(data.get("session_id"), conversation))
+            sessions.seen(conversation)
+            if await fair_share.admit((session.get("client") or {}).get("client", sid), conversation):
+                await say(sid, knowledge.door["slow_down"])  # this socket only, not the handled turn's room
+                return
             if door.too_long(text):
                 await say(conversation, knowledge.door["too_long"])
                 return
@@ -161,6 +187,7 @@ class SocketIOInput(RasaSocketIOInput):
         # Replace the handlers Rasa registered.
         sio.on("connect", connect, namespace=namespace)
         sio.on("session_request", session_request, namespace=namespace)
+        sio.on("session_end", session_end, namespace=namespace)
         sio.on(self.user_message_evt, handle_message, namespace=namespace)
         return blueprint
 

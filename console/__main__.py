@@ -1,4 +1,5 @@
-"""``python -m console``: serves the staff console on CONSOLE_HOST:CONSOLE_PORT (default 127.0.0.1:8001)."""
+"""``python -m console``: serves the staff console on CONSOLE_HOST:CONSOLE_PORT (default 127.0.0.1:8001), with
+waitress (``make run`` and ``make cluster`` start it this way)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,12 @@ def main(argv=None) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1") and not settings["SECURE_COOKIES"]:
         print(f"Warning: serving on {args.host} without CONSOLE_SECURE_COOKIES=1; put it behind HTTPS.",
               file=sys.stderr)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # request lines carry filter texts: not logged
+    logging.getLogger("waitress").setLevel(logging.WARNING)  # no request lines (they carry filter texts)
     print(f"Staff console on http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
-    from werkzeug.serving import run_simple
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False, use_debugger=False)
+    # A production WSGI server (Werkzeug's is for development, and names its version in every answer);
+    # ``ident`` is waitress's Server header: no name, no version.
+    from waitress import serve
+    serve(app, host=args.host, port=args.port, threads=8, ident="", _quiet=True)
     return 0
 
 

@@ -39,7 +39,7 @@ def login():
     attempt = auth.begin_attempt(engine, request.remote_addr, setting("IP_MAX_FAILED_LOGINS"),
                                  setting("IP_WINDOW_SECONDS"))
     if attempt is None:
-        audit.record("login_throttled", actor=actor)
+        audit.count_throttled(setting("IP_WINDOW_SECONDS"))
         flash("Too many failed sign-ins from your address: wait a few minutes and try again, or ask an "
               "administrator.", "error")
         return render_template("login.html", next=target, email=email), 429

@@ -216,7 +216,7 @@ def _load_replies(files: _Files, render: _Renderer, topics: Mapping[str, Topic],
 
 
 # The channels' own replies (replies.yml ``door``).
-DOOR_REPLIES = ("too_long", "refused")
+DOOR_REPLIES = ("too_long", "refused", "slow_down")
 
 
 def _load_safety(files: _Files, render: _Renderer) -> Dict[str, Any]:

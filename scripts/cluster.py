@@ -184,6 +184,8 @@ def environment(base: Mapping[str, str], layout: Layout) -> Dict[str, str]:
     env["WEB_PORT"] = str(layout.web_port)
     env.setdefault("WEB_ORIGINS", f"http://localhost:{layout.web_port},http://127.0.0.1:{layout.web_port}")
     env["RASA_URL"] = layout.url  # the demo page's widget talks to nginx
+    # nginx, on this machine, is the only proxy: its X-Forwarded-For ($remote_addr) names the client
+    env.setdefault("TRUSTED_PROXIES", "127.0.0.1")
     return env
 
 

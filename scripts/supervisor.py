@@ -13,11 +13,15 @@ What :func:`supervise` guarantees, in order:
    So a second ``make run`` next to a running one fails at once instead of saying "ready".
 2. **Ready means ready.** ``ready_message`` is printed once every server answers its health check
    (``GET health_url`` answers 2xx or 3xx within the check timeout; redirects are not followed).
-3. **Crashed or hung servers are restarted.** A server that exits, or whose health check fails
-   ``hung_after`` times in a row (a deadlock, a blocked event loop, SIGSTOP), is killed (its whole
-   process group, SIGKILL) and started again after an exponential backoff (``backoff_initial`` doubled
-   per restart in the window, at most ``backoff_max``). A server that does not answer within
-   ``start_timeout`` of being started counts as failed the same way.
+3. **Crashed or hung servers are restarted, busy ones are not.** A server that exits, or whose health
+   check fails ``hung_after`` times in a row while its processes make no progress (no CPU time used: a
+   deadlock, a wait that never ends, SIGSTOP), is killed (its whole process group, SIGKILL) and started
+   again after an exponential backoff (``backoff_initial`` doubled per restart in the window, at most
+   ``backoff_max``). A server that misses a check while it *works* (its process group used CPU time
+   during the check) is busy, not hung: it is said once, and its next check waits up to
+   ``busy_timeout`` for the answer; only a server that does not answer even then is killed. So a load,
+   or an attack, is never turned into restarts. A server that does not answer within ``start_timeout``
+   of being started counts as failed the same way.
 4. **A restart limit.** More than ``max_restarts`` restarts of one server within ``restart_window``
    seconds means it cannot be kept up: if it is ``essential`` (the chat depends on it) everything is
    stopped with a message and exit status 1; otherwise it is left down with a message and the others
@@ -92,6 +96,7 @@ class Policy:
     check_interval: float = 5.0  # seconds between health checks of a running server
     check_timeout: float = 5.0  # a check not answered within this is a failed check
     hung_after: int = 3  # this many failed checks in a row: the server is killed and restarted
+    busy_timeout: float = 120.0  # a server that works (uses CPU) but answers late gets this long to answer
     backoff_initial: float = 1.0  # delay before the first restart; doubled for each further one
     backoff_max: float = 30.0
     max_restarts: int = 5  # restarts allowed within restart_window; one more means give up
@@ -204,6 +209,27 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
         pass
 
 
+def group_cpu_seconds(group: int) -> float:
+    """The CPU time (user + system) used so far by the live processes of process group ``group``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 12 and int(fields[2]) == group:  # fields: state, ppid, pgrp, …, utime (11), stime (12)
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+# CPU seconds a server must use during a missed check to count as busy rather than hung.
+BUSY_CPU = 0.05
+
+
 def check_health(url: str, timeout: float) -> bool:
     """Whether ``GET url`` answers 2xx or 3xx within ``timeout`` seconds (redirects not followed)."""
     parts = urlsplit(url)
@@ -258,6 +284,8 @@ class _Supervised:
         self.failed_checks = 0
         self.check: Optional[concurrent.futures.Future] = None
         self.check_generation = 0
+        self.check_cpu = 0.0  # the process group's CPU seconds when the check was sent
+        self.busy = False  # missed a check while working: the next check waits up to busy_timeout
         self.restarts: Deque[float] = collections.deque()
         self.was_up = False
 
@@ -326,6 +354,7 @@ class _Supervisor:
         item.started_at = time.monotonic()
         item.next_check_at = item.started_at
         item.failed_checks = 0
+        item.busy = False
         self.say(f"{server.name} started (pid {process.pid})")
 
     def kill(self, item: _Supervised) -> None:
@@ -398,7 +427,9 @@ class _Supervisor:
                 self.failed(item, now)
                 continue
             if item.check is None and now >= item.next_check_at:
-                item.check = self.checks.submit(check_health, server.health_url, self.policy.check_timeout)
+                timeout = self.policy.busy_timeout if item.busy else self.policy.check_timeout
+                item.check_cpu = self._cpu(item)
+                item.check = self.checks.submit(check_health, server.health_url, timeout)
                 item.check_generation = item.generation
                 interval = self.policy.check_interval if item.state == UP else min(1.0, self.policy.check_interval)
                 item.next_check_at = now + interval
@@ -407,6 +438,9 @@ class _Supervisor:
         server = item.server
         if healthy:
             item.failed_checks = 0
+            if item.busy:
+                self.say(f"{server.name} answers again: it was busy, not hung")
+                item.busy = False
             if item.state == STARTING:
                 item.state = UP
                 self.say(f"{server.name} answers {server.health_url}" + (" again" if item.was_up else ""))
@@ -414,12 +448,25 @@ class _Supervisor:
             return
         if item.state != UP:
             return  # still starting: start_timeout decides
+        if not item.busy and self._cpu(item) - item.check_cpu >= BUSY_CPU:
+            item.busy = True
+            self.say(f"{server.name} is busy: no answer to {server.health_url} within "
+                     f"{self.policy.check_timeout:g} s, but it is working; waiting up to "
+                     f"{self.policy.busy_timeout:g} s for its answer, not restarting it")
+            return
+        if item.busy:  # not even the long check was answered: hung, whatever it was doing
+            item.busy = False
+            item.failed_checks = self.policy.hung_after - 1
         item.failed_checks += 1
         if item.failed_checks >= self.policy.hung_after:
             self.say(f"{server.name} failed its health check {item.failed_checks} times in a row "
                      f"({server.health_url}, {self.policy.check_timeout:g} s timeout): it is hung, killing it",
                      error=True)
             self.failed(item, now)
+
+    @staticmethod
+    def _cpu(item: _Supervised) -> float:
+        return group_cpu_seconds(item.process.pid) if item.process is not None else 0.0
 
     def announce_ready(self) -> None:
         alive = [item for item in self.servers if item.state != DOWN]

@@ -81,6 +81,7 @@ class Cluster:
                     "RASA_MODEL": str(MODEL), "CONSOLE_SECRET_KEY": uuid.uuid4().hex,
                     # every test visitor comes from 127.0.0.1, one "client" for the abuse limits
                     "CLINIC_MAX_REQUESTS_PER_CLIENT": "0",
+                    "CLINIC_RATE_PER_ADDRESS": "0", "CLINIC_RATE_PER_CONVERSATION": "0",
                     **{name: str(port) for name, port in self.ports.items()}, **(env or {})}
         self.log_path = folder / "cluster.log"
         self.process: Optional[subprocess.Popen] = None

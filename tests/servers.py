@@ -58,7 +58,9 @@ class Servers:
             f"tracker_store:\n  type: rasa_ext.tracker_store.ResilientSQLTrackerStore\n{database}")
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CLINIC_ENDPOINTS": str(self.endpoints),
                     "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
-                    "CLINIC_SESSION_SECRET_FILE": str(folder / "session_secret"), **(env or {})}
+                    "CLINIC_SESSION_SECRET_FILE": str(folder / "session_secret"),
+                    # the fair-share limits are off unless a test sets them (tests/test_fair_share_*.py)
+                    "CLINIC_RATE_PER_ADDRESS": "0", "CLINIC_RATE_PER_CONVERSATION": "0", **(env or {})}
         self.env.pop("CLINIC_DB_URL", None)
         # The secret both servers share (contracts #5): Rasa sends it, the action server requires it.
         if not self.env.get("ACTION_SERVER_TOKEN"):

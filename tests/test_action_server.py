@@ -132,6 +132,16 @@ def test_a_secret_that_only_starts_right_is_refused(server):
         assert server.call("action_answer", tracker_state(), token=token).status_code == 401
 
 
+@pytest.mark.parametrize("method, path", [("OPTIONS", "/webhook"), ("OPTIONS", "/actions"), ("OPTIONS", "/health"),
+                                          ("OPTIONS", "/"), ("OPTIONS", "/nowhere"), ("PUT", "/webhook"),
+                                          ("DELETE", "/actions"), ("POST", "/health"), ("GET", "/nowhere")])
+def test_everything_but_get_health_without_the_secret_is_401(server, method, path):
+    response = requests.request(method, server.url(path), timeout=10,
+                                headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert response.status_code == 401 and response.json() == {"error": "unauthorized"}
+    assert not any(name.lower().startswith("access-control") for name in response.headers)
+
+
 def test_the_list_of_actions_needs_the_secret_and_the_health_check_does_not(server):
     assert requests.get(server.url("/actions"), timeout=10).status_code == 401
     assert requests.get(server.url("/actions"), headers={HEADER: server.token}, timeout=10).status_code == 200

@@ -89,3 +89,18 @@ def test_a_failing_platform_api_is_logged_with_its_status_only(standin, monkeypa
     assert seen == ["my secret question"]
     assert "was not sent: Messages API: HTTP 500" in caplog.text
     assert "token" not in caplog.text and "my secret question" not in caplog.text
+
+
+def test_a_flood_from_one_sender_gets_the_slow_down_reply_and_no_turn(standin, monkeypatch, tmp_path):
+    # the fair-share limits of every channel: a burst of 3 per conversation, then one token a minute
+    monkeypatch.setenv("CLINIC_RATE_PER_CONVERSATION", "1")
+    monkeypatch.setenv("CLINIC_BURST_PER_CONVERSATION", "3")
+    monkeypatch.setattr("channels.fair_share.TARPIT_SECONDS", 0)
+    monkeypatch.setattr("channels.fair_share._shared", None)  # limits made anew from this environment
+    twilio = channel(standin, f"sqlite:///{tmp_path / 'db.sqlite'}", monkeypatch)
+    seen: List[str] = []
+    for number in range(5):
+        asyncio.run(twilio.receive(inbound(f"question {number}", f"SM{number}"), handler([{"text": "Hi."}], seen)))
+    assert seen == ["question 0", "question 1", "question 2"]
+    slow_down = get_knowledge().door["slow_down"]
+    assert [call.text for call in standin.sent("twilio")] == ["Hi."] * 3 + [slow_down] * 2

@@ -326,6 +326,25 @@ def test_failed_sign_ins_from_one_address_are_throttled(url, monkeypatch):
     assert sign_in(attacker).status_code == 302
 
 
+def test_throttled_sign_ins_are_counted_in_one_audit_row_per_address_and_window_without_their_text(url, monkeypatch):
+    monkeypatch.setenv("CONSOLE_SECRET_KEY", "k" * 48)
+    app, engine = make_app(url, IP_MAX_FAILED_LOGINS=2, IP_WINDOW_SECONDS=600)
+    attacker, other = client_from(app, "203.0.113.8"), client_from(app, "203.0.113.9")
+    for number in range(2):
+        sign_in(attacker, email=f"guess{number}@clinic.example")
+        sign_in(other, email=f"guess{number}@clinic.example")
+    for number in range(40):
+        assert sign_in(attacker, email=f"flood-{number}-<script>@evil.example").status_code == 429
+    assert sign_in(other, email="flood@evil.example").status_code == 429
+    rows = audit_rows(engine, "login_throttled")
+    assert len(rows) == 2, rows  # one per address and window, however many attempts
+    by_address = {row["ip"]: row for row in rows}
+    assert by_address["203.0.113.8"]["detail"] == "40 sign-ins refused" and by_address["203.0.113.9"]["detail"] == \
+        "1 sign-in refused"
+    assert all(row["actor"] == "-" for row in rows)  # no attacker text stored
+    assert not any("flood" in str(value) for row in audit_rows(engine) for value in row.values())
+
+
 def test_a_burst_of_parallel_sign_ins_from_one_address_is_throttled_too(url, monkeypatch):
     monkeypatch.setenv("CONSOLE_SECRET_KEY", "k" * 48)
     app, engine = make_app(url, IP_MAX_FAILED_LOGINS=3, IP_WINDOW_SECONDS=600)
@@ -434,12 +453,16 @@ def test_the_console_starts_whatever_is_stored(url, tmp_path):
         while True:
             assert process.poll() is None, log.read_text()
             try:
-                if requests.get(f"http://127.0.0.1:{port}/login", timeout=2).status_code == 200:
+                answer = requests.get(f"http://127.0.0.1:{port}/login", timeout=2)
+                if answer.status_code == 200:
                     break
             except requests.RequestException:
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.3)
+        # served by a production WSGI server (waitress), whose headers name no server and no version
+        assert "server" not in {name.lower() for name in answer.headers}, answer.headers
+        assert "via" not in {name.lower() for name in answer.headers}, answer.headers
     finally:
         process.terminate()
         process.wait(10)

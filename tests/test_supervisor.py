@@ -414,3 +414,55 @@ def test_no_server_outlives_a_killed_supervisor(run: Run) -> None:
         for pid in pids.values():
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# --- busy is not hung ------------------------------------------------------------------------------------
+
+SLOW = """
+import http.server, sys, time
+port, mode, answered = int(sys.argv[1]), sys.argv[2], [0]
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        answered[0] += 1
+        if answered[0] > 2 and mode == "busy":  # working hard: every answer takes 3 s of CPU
+            end = time.process_time() + 3
+            while time.process_time() < end:
+                pass
+        elif answered[0] > 2:  # frozen: no progress at all
+            time.sleep(600)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def slow_server(name: str, mode: str) -> dict:
+    port = free_port()
+    return {"name": name, "command": [sys.executable, "-c", SLOW, str(port), mode],
+            "health_url": f"http://127.0.0.1:{port}/", "port": port, "essential": False}
+
+
+def test_a_busy_server_that_answers_slowly_is_not_restarted_a_frozen_one_is(tmp_path: Path) -> None:
+    log = tmp_path / "driver.log"
+    env = {**os.environ, "SUPERVISOR_CHECK_INTERVAL": "0.5", "SUPERVISOR_CHECK_TIMEOUT": "1",
+           "SUPERVISOR_BACKOFF_INITIAL": "0.1", "SUPERVISOR_BUSY_TIMEOUT": "60"}
+    specs = [slow_server("busy", "busy"), slow_server("frozen", "frozen")]
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-c", DRIVER, str(ROOT / "scripts"), json.dumps(specs)],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: len(started_pids(log, "frozen")) >= 2, 60, "the frozen server restarted", log)
+        time.sleep(15)  # several 1-s check timeouts of the busy one
+        text = log.read_text()
+        assert len(started_pids(log, "busy")) == 1, text  # busy: never killed
+        assert "busy is busy" in text, text
+        assert "frozen failed its health check" in text, text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

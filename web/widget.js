@@ -453,6 +453,10 @@
 
   // Forgets the conversation in this browser and starts a new one with a new id.
   Chat.prototype.restart = function () {
+    // The old session id is revoked: whoever read it from this tab's storage cannot use it any more.
+    if (this.socket && this.socket.connected && this.sessionId) {
+      this.socket.emit("session_end", { session_id: this.sessionId });
+    }
     this.transcript = [];
     this.store.remove("transcript");
     this.sessionId = null;  // the server issues a new one
