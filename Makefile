@@ -160,10 +160,12 @@ bench: $(MODEL)
 
 # The hostile load of tests/test_fair_share.py, longer (docs/fair-share.md): ATTACK_SECONDS (120) of
 # ATTACKERS (10) connections from one address sending 2,000-character punctuation runs as fast as they
-# are answered, while another visitor books over REST and socket.io; prints the figures.
+# are answered, while another visitor books over REST and socket.io; prints the figures. Then every shape
+# of the cost corpus at every step of a consultation request (the suite tries each shape at one step).
 attack: $(MODEL)
 	FAIR_SHARE_ATTACK_SECONDS=$${ATTACK_SECONDS:-120} FAIR_SHARE_ATTACKERS=$${ATTACKERS:-10} \
 		$(PY) -m pytest tests/test_fair_share.py -k attacking -q -s -p no:cacheprovider
+	FAIR_SHARE_EVERY_STEP=1 $(PY) -m pytest tests/test_fair_share_cost.py -k form_step -q -p no:cacheprovider
 
 clean:
 	rm -rf models build results .pytest_cache

@@ -8,6 +8,7 @@ Budgets are relative to an ordinary message timed the same way, on the same (bus
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import statistics
@@ -136,6 +137,10 @@ def test_the_safety_patterns_see_the_same_intent_in_the_shaped_text_even_with_pu
 
 STEPS = [[], ["I'd like to book a consultation"], ["Maria Lopez"], ["(310) 555-0134"], ["weekday mornings"],
          ["skip"], ["back pain from fibromyalgia"]]
+# Every shape at every step is about 700 turns (6 minutes on the 2-core machine): `make attack` runs that
+# (FAIR_SHARE_EVERY_STEP=1). The suite sends each shape at one step, in turn, so that every shape and every
+# step is still tried once.
+EVERY_STEP = os.environ.get("FAIR_SHARE_EVERY_STEP") == "1"
 
 
 def turn(url: str, sender: str, text: str) -> float:
@@ -164,7 +169,8 @@ def test_no_shape_costs_a_whole_turn_more_than_an_ordinary_message_at_any_form_s
         for text in bring_up:
             turn(url, sender, text)
         references: List[float] = []
-        for index, (name, text) in enumerate(corpus):
+        tried = corpus if EVERY_STEP else corpus[step::len(STEPS)]
+        for index, (name, text) in enumerate(tried):
             if index % 5 == 0:
                 references += [turn(url, sender, varied(shapes.ordinary())) for _ in range(2 if index else 3)]
             reference = statistics.median(references[-3:])
