@@ -6,7 +6,7 @@ servers (tests/servers.py: the action server and the Rasa server over REST, a fr
 
 Each case is a fresh conversation; the answer to its last message is sorted into kinds (the topic or
 treatment whose answer it holds, the refusal, crisis, emergency, fallback, "the article doesn't say",
-"only English", a verbatim quote, a reply of replies.yml) by finding the knowledge texts in it, so
+"only English", a verbatim quote, a reply of replies.yml, the reply to repeated frustration) by finding the knowledge texts in it, so
 the judgement follows the knowledge files, not the code that chose the answer. Not part of `make test`
 (it is a measurement, not a pass/fail check): `make probe-answers`.
 """
@@ -81,6 +81,12 @@ def kinds_of(answer: str, knowledge: Knowledge) -> Set[str]:
     hopeless = _optional_text(knowledge, "hopeless_line")
     if hopeless and " ".join(hopeless.split()) in flat:
         found.add("hopeless")
+    caregiver = _optional_text(knowledge, "caregiver_line")
+    if caregiver and " ".join(caregiver.split()) in flat:
+        found.add("caregiver")
+    again = getattr(getattr(knowledge, "again", None), "text", "")
+    if again and " ".join(again.split()) in flat:
+        found.add("again")
     return found
 
 
@@ -136,6 +142,14 @@ def run(path: Path, show_misses: bool) -> Dict[str, Any]:
         by_group[group][0] += result["right"]
         by_group[group][1] += 1
     summary["by_expected_kind"] = {group: f"{right}/{n}" for group, (right, n) in sorted(by_group.items())}
+    by_case_group: Dict[str, List[int]] = {}
+    for case, result in zip(cases, results):
+        if case.get("group"):
+            by_case_group.setdefault(case["group"], [0, 0])
+            by_case_group[case["group"]][0] += result["right"]
+            by_case_group[case["group"]][1] += 1
+    if by_case_group:
+        summary["by_group"] = {group: f"{right}/{n}" for group, (right, n) in sorted(by_case_group.items())}
     if show_misses:
         for result in results:
             if not result["right"]:
