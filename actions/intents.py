@@ -35,6 +35,8 @@ CONSULTATION_INTENT = "request_consultation"
 INFORM_INTENT = "inform"
 STOP_INTENT = "stop"
 TREATMENT_INTENT = "ask_treatment"
+# Rasa's intent for a message the classifier was unsure of (FallbackClassifier).
+FALLBACK_INTENT = "nlu_fallback"
 
 # Intents with a rule and an action of their own (data/rules.yml), answered by no knowledge text.
 SPECIAL_INTENTS = (*SAFETY_INTENTS, CONSULTATION_INTENT, INFORM_INTENT)

@@ -116,6 +116,7 @@ class Topic:
     related: Tuple[str, ...]
     intent: Optional[str] = None
     synonyms: Tuple[str, ...] = ()
+    example: str = ""  # a visitor's question this answer must answer (the tests ask it)
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,14 @@ class Answering:
     hopeless_line: str
     hopeless_patterns: Tuple[re.Pattern, ...]
     options_patterns: Tuple[re.Pattern, ...]
+    # topics.yml ``conversation``: what gives a message a subject of its own or makes it a health
+    # question, and the groups of topics and intents the answer action treats apart.
+    subject_words: re.Pattern = re.compile(r"(?!)")
+    health_words: re.Pattern = re.compile(r"(?!)")
+    personal_line_topics: FrozenSet[str] = frozenset()
+    therapy_first_topics: FrozenSet[str] = frozenset()
+    kept_replies: FrozenSet[str] = frozenset()
+    not_topics: FrozenSet[str] = frozenset()
 
     def not_covered_aspect(self, text: str) -> Optional[Aspect]:
         """The first not-covered aspect ``text`` asks about, if any."""
