@@ -31,7 +31,7 @@ from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, say
-from actions.intents import FALLBACK_INTENT, MEDICAL_ADVICE_INTENT, TREATMENT_INTENT, classify
+from actions.intents import FALLBACK_INTENT, FRUSTRATION_INTENT, MEDICAL_ADVICE_INTENT, TREATMENT_INTENT, classify
 from actions.knowledge import THERAPY_ENTITY, Aspect, Knowledge, Reply, Topic
 from actions.retrieval import article_index
 
@@ -196,6 +196,51 @@ def quote_answer(knowledge: Knowledge, text: str) -> Optional[Answer]:
     return Answer([reply], [], "quote")
 
 
+def _previous_bot_texts(tracker: Tracker) -> List[str]:
+    """What the assistant said in answer to the visitor's previous message."""
+    texts: List[str] = []
+    users_seen = 0
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            users_seen += 1
+            if users_seen == 2:
+                break
+        elif users_seen == 1 and event.get("event") == "bot" and event.get("text"):
+            texts.append(" ".join(str(event["text"]).split()))
+    return texts
+
+
+def not_understood_answer(knowledge: Knowledge, tracker: Tracker, reply: Reply, kind: str) -> Answer:
+    """The fallback or the frustration reply; ``again`` (the phone first) if the previous answer was
+    one of them: a visitor is never sent round the same loop twice."""
+    said = set(_previous_bot_texts(tracker))
+    loop = (knowledge.fallback, knowledge.again, knowledge.replies.get(FRUSTRATION_INTENT))
+    if any(earlier is not None and " ".join(earlier.text.split()) in said for earlier in loop):
+        return Answer([knowledge.again], [], "again")
+    return Answer([reply], [], kind)
+
+
+def ranked_topic(knowledge: Knowledge, tracker: Tracker) -> Topic:
+    """The topic of the best-ranked intent that has one (the classifier's second thought when its
+    first was a request for medical advice), else the treatments overview."""
+    for ranked in (tracker.latest_message or {}).get("intent_ranking") or ():
+        topic = knowledge.topic_for_intent(str((ranked or {}).get("name") or ""))
+        if topic is not None:
+            return topic
+    return knowledge.topics["treatments"]
+
+
+def for_the_person_helping(knowledge: Knowledge, answer: Answer) -> Answer:
+    """A topic's answer for someone asking for another person: the caregiver line instead of the
+    footer or the personal line."""
+    key = answer.kind.split(":", 1)[1]
+    topic = _by_key(knowledge, key)
+    if topic is None or not answer.replies:
+        return answer
+    reply = Reply(f"{topic.answer}\n\n{knowledge.answering.caregiver_line}", answer.replies[0].buttons)
+    return Answer([reply, *answer.replies[1:]], answer.events, f"caregiver:{key}")
+
+
 def _subject(knowledge: Knowledge, intent: Optional[str], therapy: Optional[Topic],
              context: Optional[Topic]) -> Optional[Topic]:
     """What the message is about: the treatment it names, the previous answer's topic for a
@@ -216,7 +261,15 @@ def _closest(knowledge: Knowledge, aspect: Aspect, therapy: Optional[Topic], sub
 
 
 def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> Answer:
-    """Decides how to answer the latest message (see the module docstring)."""
+    """Decides how to answer the latest message (see the module docstring); a topic's answer to
+    someone asking for another person ends with the line for the person helping."""
+    answer = _compose(knowledge, tracker, intent)
+    if answer.kind.startswith(("topic:", "general:")) and knowledge.answering.for_someone_else(latest_text(tracker)):
+        return for_the_person_helping(knowledge, answer)
+    return answer
+
+
+def _compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> Answer:
     text = latest_text(tracker)
     answering = knowledge.answering
     topic = knowledge.topic_for_intent(intent or "")
@@ -243,6 +296,8 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
     if not reshaped and (aspect or (context and follow_up)) and intent not in answering.kept_replies:
         reshaped = True
     if not reshaped:
+        if intent == FRUSTRATION_INTENT:
+            return not_understood_answer(knowledge, tracker, knowledge.replies[intent], f"reply:{intent}")
         return Answer([knowledge.replies.get(intent or "", knowledge.fallback)], [], f"reply:{intent}")
     personal = answering.asks_personal(text)
 
@@ -252,10 +307,15 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
         general = therapy or (knowledge.topics["surgery_candidate"] if _SURGERY.search(text) else None)
         if classify(text, knowledge) == MEDICAL_ADVICE_INTENT:
             return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
-        if personal and general is not None:
+        # No safety pattern caught a personal specific (a dose, changing or combining one's own
+        # medicines, "do I have…"): a question about a named treatment, or asked for someone else, is
+        # a general question, answered with the line that the personal decision is the doctor's.
+        if general is not None:
             return topic_answer(knowledge, general, personal=True)
         if tells_a_story_and_asks_for_treatments(text):
             return topic_answer(knowledge, knowledge.topics["treatments"], personal=True)
+        if answering.for_someone_else(text):
+            return topic_answer(knowledge, ranked_topic(knowledge, tracker), personal=True)
         if aspect is None or not aspect.general:
             return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
 
@@ -278,11 +338,13 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
         return topic_answer(knowledge, therapy, personal)
     if topic is not None:
         return topic_answer(knowledge, topic, personal)
+    if answering.for_someone_else(text) and answering.health_words.search(text):
+        return topic_answer(knowledge, ranked_topic(knowledge, tracker), personal)
     if intent == OUT_OF_SCOPE_INTENT:
         return Answer([knowledge.replies[OUT_OF_SCOPE_INTENT]], [], "reply:out_of_scope")
     if answering.hopeless(text):
         return topic_answer(knowledge, knowledge.topics["combined_approach"])
-    return quote_answer(knowledge, text) or Answer([knowledge.fallback], [], "fallback")
+    return quote_answer(knowledge, text) or not_understood_answer(knowledge, tracker, knowledge.fallback, "fallback")
 
 
 def send(dispatcher: CollectingDispatcher, knowledge: Knowledge, tracker: Tracker, answer: Answer) -> EventList:

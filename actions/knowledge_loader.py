@@ -201,6 +201,7 @@ def _load_replies(files: _Files, render: _Renderer, topics: Mapping[str, Topic],
     return {
         "replies": {intent: reply(raw, f"intents.{intent}") for intent, raw in raw_intents.items()},
         "fallback": reply(_get(data, "fallback", path, kind=dict), "fallback"),
+        "again": reply(_get(data, "again", path, kind=dict), "again"),
         "consultation_title": consultation_title,
         "topic_footer": text("topic_footer"),
         "error_text": text("error"),
@@ -273,7 +274,7 @@ def _load_booking(files: _Files, clinic_values: Mapping[str, str]) -> Booking:
 
 def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic],
                     therapies: Mapping[str, Topic], replied: Set[str]) -> Answering:
-    """How answers are shaped (topics.yml: personal, article_quote, not_covered, follow_ups, covers;
+    """How answers are shaped (topics.yml: personal, caregiver, article_quote, not_covered, follow_ups, covers;
     safety.yml: hopeless)."""
     path = files.path("topics.yml")
     data = files.yaml("topics.yml")
@@ -286,6 +287,7 @@ def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic
         return key
 
     personal = _get(data, "personal", path, kind=dict)
+    caregiver = _get(data, "caregiver", path, kind=dict)
     quote = _get(data, "article_quote", path, kind=dict)
     raw_not_covered = _get(data, "not_covered", path, kind=dict)
     not_covered = tuple(
@@ -318,6 +320,8 @@ def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic
     return Answering(
         personal_line=render(_get(personal, "line", path, "personal"), path, "personal.line"),
         personal_patterns=_compile_patterns(personal, path, "personal"),
+        caregiver_line=render(_get(caregiver, "line", path, "caregiver"), path, "caregiver.line"),
+        caregiver_patterns=_compile_patterns(caregiver, path, "caregiver"),
         quote_intro=render(_get(quote, "intro", path, "article_quote"), path, "article_quote.intro"),
         quote_outro=render(_get(quote, "outro", path, "article_quote"), path, "article_quote.outro"),
         not_covered_text=runtime(_get(raw_not_covered, "text", path, "not_covered"), path, "not_covered.text"),

@@ -211,3 +211,53 @@ def test_an_explicit_crisis_still_gets_the_crisis_reply_alone(knowledge, servers
 
 def test_a_dose_question_is_still_refused(servers):
     assert "can't give medical advice" in Visitor(servers).says("how much gabapentin should I take at night")
+
+
+# The plain phrasings that used to miss, each after a "hi" in a new conversation: the reply each needs.
+@pytest.mark.parametrize("message", ["want to book", "I wanna book", "booking please", "can the clinic phone me"])
+def test_a_short_booking_or_call_back_request_starts_the_form(knowledge, servers, message):
+    visitor = Visitor(servers)
+    visitor.says("hi")
+    answer = visitor.says(message)
+    assert knowledge.booking.fields["name"].ask in answer, answer
+
+
+@pytest.mark.parametrize("message", ["this is useless", "you didn't understand me"])
+def test_frustration_gets_an_apology_the_phone_and_the_form(knowledge, servers, message):
+    visitor = Visitor(servers)
+    visitor.says("hi")
+    messages = visitor.say(message)
+    answer = "\n".join(m.get("text") or "" for m in messages)
+    assert knowledge.replies["frustration"].text in answer and PHONE in answer, answer
+    assert "Request a consultation" in [b["title"] for m in messages for b in m.get("buttons", [])]
+    again = visitor.says("still useless")
+    assert knowledge.again.text in again and knowledge.replies["frustration"].text not in again, again
+
+
+def test_a_second_fallback_offers_the_phone_first(knowledge, servers):
+    visitor = Visitor(servers)
+    assert knowledge.fallback.text in visitor.says("qwzx vbnm plok")
+    again = visitor.says("zzkv plemf worbl")
+    assert knowledge.again.text in again and knowledge.fallback.text not in again, again
+
+
+def test_a_caregiver_gets_the_general_answer_for_the_person_helping(knowledge, servers):
+    visitor = Visitor(servers)
+    visitor.says("hi")
+    answer = visitor.says("my sister has fibromyalgia, how can I help her")
+    assert knowledge.answering.caregiver_line in answer and "can't give medical advice" not in answer, answer
+    assert any(" ".join(topic.answer.split()) in " ".join(answer.split()) for topic in knowledge.topics.values())
+
+
+def test_a_general_medicine_question_gets_the_article_and_the_personal_line(knowledge, servers):
+    visitor = Visitor(servers)
+    visitor.says("hi")
+    answer = visitor.says("is it ok to take anti-depressants for fibro back pain")
+    assert " ".join(knowledge.therapies["antidepressants"].answer.split()) in " ".join(answer.split()), answer
+    assert knowledge.answering.personal_line in answer and "can't give medical advice" not in answer
+
+
+@pytest.mark.parametrize("message", ["can I take my tramadol with my lyrica", "my mom is on cymbalta, can she take more",
+                                     "is it ok for me to double my antidepressant"])
+def test_personal_dose_and_combination_questions_are_still_refused(servers, message):
+    assert "can't give medical advice" in Visitor(servers).says(message)
