@@ -100,25 +100,45 @@ def judge(case: Dict[str, Any], kinds: Set[str]) -> Dict[str, bool]:
     return {"kind_right": kind_right, "right": kind_right and also_right}
 
 
+# On a busy machine the servers may take longer to start than the tests allow: a probe waits longer.
+START_TIMEOUT = 900.0
+
+
 def run(path: Path, show_misses: bool) -> Dict[str, Any]:
+    return run_all([path], show_misses)[path]
+
+
+def run_all(paths: List[Path], show_misses: bool) -> Dict[Path, Dict[str, Any]]:
+    """Runs each probe of ``paths`` through one start of the servers."""
     from tests.servers import Servers, Visitor
 
+    class PatientServers(Servers):
+        def _wait(self, url: str, name: str, timeout: float = START_TIMEOUT) -> None:
+            super()._wait(url, name, max(timeout, START_TIMEOUT))
+
     knowledge = get_knowledge()
-    cases = load_cases(path)
-    results = []
+    reports: Dict[Path, Dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        servers = Servers(Path(folder)).start()
+        servers = PatientServers(Path(folder)).start()
         try:
-            for case in cases:
-                visitor = Visitor(servers)
-                answer = ""
-                for text in case["say"]:
-                    answer = visitor.says(text)
-                kinds = kinds_of(answer, knowledge)
-                results.append({"say": case["say"], "expect": case["expect"], "also": case["also"],
-                                "kinds": sorted(kinds), **judge(case, kinds), "answer": answer})
+            for path in paths:
+                cases = load_cases(path)
+                results = []
+                for case in cases:
+                    visitor = Visitor(servers)
+                    answer = ""
+                    for text in case["say"]:
+                        answer = visitor.says(text)
+                    kinds = kinds_of(answer, knowledge)
+                    results.append({"say": case["say"], "expect": case["expect"], "also": case["also"],
+                                    "kinds": sorted(kinds), **judge(case, kinds), "answer": answer})
+                reports[path] = summarise(cases, results, show_misses)
         finally:
             servers.stop()
+    return reports
+
+
+def summarise(cases: List[Dict[str, Any]], results: List[Dict[str, Any]], show_misses: bool) -> Dict[str, Any]:
     total = len(results)
     counts = Counter()
     for result in results:
@@ -175,19 +195,25 @@ def write_nlu(path: Path, target: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("probe", nargs="?", type=Path, default=DEFAULT_PROBE)
+    parser.add_argument("probe", nargs="*", type=Path, default=[DEFAULT_PROBE],
+                        help="one or more probe files, run through one start of the servers")
     parser.add_argument("--show-misses", action="store_true")
-    parser.add_argument("--json", type=Path, help="write every case's answer and verdict here")
+    parser.add_argument("--json", type=Path, help="write every case's answer and verdict here (with several "
+                        "probes: a folder, one <probe>.json each)")
     parser.add_argument("--write-nlu", type=Path, help="write the NLU probe file and exit")
     args = parser.parse_args()
     if args.write_nlu:
-        write_nlu(args.probe.resolve(), args.write_nlu.resolve())
+        write_nlu(args.probe[0].resolve(), args.write_nlu.resolve())
         return
-    report = run(args.probe, args.show_misses)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report["summary"], indent=1))
+    reports = run_all(args.probe, args.show_misses)
+    for path, report in reports.items():
+        if args.json:
+            target = args.json / f"{path.stem}.json" if len(reports) > 1 else args.json
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(report, indent=1))
+        if len(reports) > 1:
+            print(f"# {path}")
+        print(json.dumps(report["summary"], indent=1))
 
 
 if __name__ == "__main__":
