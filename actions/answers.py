@@ -220,13 +220,18 @@ def not_understood_answer(knowledge: Knowledge, tracker: Tracker, reply: Reply, 
     return Answer([reply], [], kind)
 
 
+# Below this confidence the classifier's second thought is noise: the treatments overview is the answer.
+RANKED_TOPIC_MIN_CONFIDENCE = 0.1
+
+
 def ranked_topic(knowledge: Knowledge, tracker: Tracker) -> Topic:
     """The topic of the best-ranked intent that has one (the classifier's second thought when its
     first was a request for medical advice), else the treatments overview."""
     for ranked in (tracker.latest_message or {}).get("intent_ranking") or ():
         topic = knowledge.topic_for_intent(str((ranked or {}).get("name") or ""))
         if topic is not None:
-            return topic
+            confident = float((ranked or {}).get("confidence") or 0.0) >= RANKED_TOPIC_MIN_CONFIDENCE
+            return topic if confident else knowledge.topics["treatments"]
     return knowledge.topics["treatments"]
 
 
@@ -310,7 +315,7 @@ def _compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> A
         # No safety pattern caught a personal specific (a dose, changing or combining one's own
         # medicines, "do I have…"): a question about a named treatment, or asked for someone else, is
         # a general question, answered with the line that the personal decision is the doctor's.
-        if general is not None:
+        if general is not None and (personal or aspect is None):
             return topic_answer(knowledge, general, personal=True)
         if tells_a_story_and_asks_for_treatments(text):
             return topic_answer(knowledge, knowledge.topics["treatments"], personal=True)

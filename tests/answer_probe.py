@@ -83,7 +83,9 @@ def kinds_of(answer: str, knowledge: Knowledge) -> Set[str]:
         found.add("hopeless")
     caregiver = _optional_text(knowledge, "caregiver_line")
     if caregiver and " ".join(caregiver.split()) in flat:
-        found.add("caregiver")
+        # The caregiver line is the personal line addressed to the person helping: the decision is
+        # for the person helped and their doctor.
+        found.update(("caregiver", "personal"))
     again = getattr(getattr(knowledge, "again", None), "text", "")
     if again and " ".join(again.split()) in flat:
         found.add("again")

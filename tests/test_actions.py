@@ -427,3 +427,18 @@ def test_a_general_medicine_question_gets_the_article_and_the_personal_line(know
     run(ActionAnswer(), dispatcher, make_tracker("medical_advice", text), domain)
     [message] = dispatcher.messages
     assert message["text"] == f"{knowledge.therapies[therapy].answer}\n\n{knowledge.answering.personal_line}"
+
+
+def test_a_caregiver_with_no_likely_topic_gets_the_treatments_overview(knowledge, dispatcher, domain):
+    tracker = make_tracker("medical_advice", "my sister was diagnosed last month and I'd love to support her")
+    tracker.latest_message["intent_ranking"] = [{"name": "medical_advice", "confidence": 0.99},
+                                                {"name": "ask_related_conditions", "confidence": 0.004}]
+    run(ActionAnswer(), dispatcher, tracker, domain)
+    [text] = texts(dispatcher)
+    assert knowledge.topics["treatments"].answer in text and knowledge.answering.caregiver_line in text
+
+
+def test_a_question_the_article_does_not_answer_about_a_treatment_says_so(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", "do antidepressants make you gain weight"), domain)
+    [text] = texts(dispatcher)
+    assert "doesn't cover" in text and knowledge.therapies["antidepressants"].answer in text
