@@ -235,6 +235,23 @@ def ranked_topic(knowledge: Knowledge, tracker: Tracker) -> Topic:
     return knowledge.topics["treatments"]
 
 
+# A message the classifier was unsure of only because two intents came close ("what are my options"
+# between back pain and treatments) is answered with the first one's topic when it was this likely.
+FALLBACK_TOPIC_MIN_CONFIDENCE = 0.35
+
+
+def fallback_topic(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
+    """The topic of the classifier's best intent under the fallback, if it was likely enough."""
+    for ranked in (tracker.latest_message or {}).get("intent_ranking") or ():
+        name = str((ranked or {}).get("name") or "")
+        if name == FALLBACK_INTENT:
+            continue
+        if float((ranked or {}).get("confidence") or 0.0) < FALLBACK_TOPIC_MIN_CONFIDENCE:
+            return None
+        return knowledge.topic_for_intent(name)
+    return None
+
+
 def for_the_person_helping(knowledge: Knowledge, answer: Answer) -> Answer:
     """A topic's answer for someone asking for another person: the caregiver line instead of the
     footer or the personal line."""
@@ -319,7 +336,7 @@ def _compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> A
             return topic_answer(knowledge, general, personal=True)
         if tells_a_story_and_asks_for_treatments(text):
             return topic_answer(knowledge, knowledge.topics["treatments"], personal=True)
-        if answering.for_someone_else(text):
+        if answering.for_someone_else(text) or answering.asks_for_options(text):
             return topic_answer(knowledge, ranked_topic(knowledge, tracker), personal=True)
         if aspect is None or not aspect.general:
             return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
@@ -338,6 +355,9 @@ def _compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> A
 
     if intent == TREATMENT_INTENT:
         return topic_answer(knowledge, therapy_asked(knowledge, tracker) or topic, personal)
+    # "What's there besides painkillers?" when the classifier was unsure asks for the other treatments.
+    if intent == FALLBACK_INTENT and topic is None and therapy is not None and _ASKS_FOR_OTHERS.search(text):
+        return topic_answer(knowledge, knowledge.topics["combined_approach"], personal)
     if therapy is not None and (topic is None or (topic.key in answering.therapy_first_topics and (
             (personal and not _COMBINES.search(text)) or asks_about_one_therapy(knowledge, tracker, text)))):
         return topic_answer(knowledge, therapy, personal)
@@ -349,6 +369,9 @@ def _compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> A
         return Answer([knowledge.replies[OUT_OF_SCOPE_INTENT]], [], "reply:out_of_scope")
     if answering.hopeless(text):
         return topic_answer(knowledge, knowledge.topics["combined_approach"])
+    unsure_between = fallback_topic(knowledge, tracker) if intent == FALLBACK_INTENT else None
+    if unsure_between is not None:
+        return topic_answer(knowledge, unsure_between, personal)
     return quote_answer(knowledge, text) or not_understood_answer(knowledge, tracker, knowledge.fallback, "fallback")
 
 

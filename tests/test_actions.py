@@ -442,3 +442,35 @@ def test_a_question_the_article_does_not_answer_about_a_treatment_says_so(knowle
     run(ActionAnswer(), dispatcher, make_tracker("medical_advice", "do antidepressants make you gain weight"), domain)
     [text] = texts(dispatcher)
     assert "doesn't cover" in text and knowledge.therapies["antidepressants"].answer in text
+
+
+def ranked(tracker, *intents):
+    tracker.latest_message["intent_ranking"] = [{"name": name, "confidence": confidence} for name, confidence in intents]
+    return tracker
+
+
+def test_a_fallback_between_two_likely_topics_gets_the_first(knowledge, dispatcher, domain):
+    tracker = ranked(make_tracker("nlu_fallback", "back pain all day from fibro. options?", confidence=0.4),
+                     ("nlu_fallback", 0.4), ("ask_back_pain", 0.45), ("ask_treatment", 0.42))
+    run(ActionFallback(), dispatcher, tracker, domain)
+    assert knowledge.topics["back_pain"].answer in texts(dispatcher)[0]
+
+
+def test_a_fallback_with_no_likely_topic_is_the_fallback(knowledge, dispatcher, domain):
+    tracker = ranked(make_tracker("nlu_fallback", "zzkv plemf", confidence=0.4),
+                     ("nlu_fallback", 0.4), ("ask_back_pain", 0.2), ("ask_treatment", 0.1))
+    run(ActionFallback(), dispatcher, tracker, domain)
+    assert texts(dispatcher) == [knowledge.fallback.text]
+
+
+def test_an_unsure_question_for_others_besides_a_treatment_gets_the_combined_approach(knowledge, dispatcher, domain):
+    run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "anything besides painkillers for fibro?"), domain)
+    assert knowledge.topics["combined_approach"].answer in texts(dispatcher)[0]
+
+
+def test_a_medical_advice_guess_asking_for_options_gets_the_next_topic(knowledge, dispatcher, domain):
+    tracker = ranked(make_tracker("medical_advice", "at the end of my rope with this back pain, what do you offer"),
+                     ("medical_advice", 0.57), ("ask_back_pain", 0.3))
+    run(ActionAnswer(), dispatcher, tracker, domain)
+    text = texts(dispatcher)[0]
+    assert knowledge.topics["back_pain"].answer in text and "can't give medical advice" not in text
