@@ -32,12 +32,11 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ClinicAction, EventList, latest_intent, latest_text, payload_events, say
 from actions.retrieval import article_index
-from core.intents import MEDICAL_ADVICE_INTENT, TREATMENT_INTENT
+from core.intents import FALLBACK_INTENT, FRUSTRATION_INTENT, MEDICAL_ADVICE_INTENT, TREATMENT_INTENT
 from core.knowledge import THERAPY_ENTITY, Aspect, Knowledge, Reply, Topic, classify
 
 THERAPY_SLOT = "therapy"
 TOPIC_SLOT = "topic"
-FALLBACK_INTENT = "nlu_fallback"
 # Intents whose answer may be reshaped by what the message asks (the rest are conversation replies).
 OUT_OF_SCOPE_INTENT = "out_of_scope"
 # "Does it help?" right after a treatment's answer is about that treatment; "what else is there?" is not.
@@ -46,24 +45,10 @@ _CONTINUES = re.compile(r"^\s*(and|so|but|also|ok|okay|then|what about|how about
 _ASKS_FOR_OVERVIEW = re.compile(r"\b(options?|treatments|therap(y|ies)|ways?|else|other|others|all|list|treat(ed)?|cure)\b",
                                 re.IGNORECASE)
 _SURGERY = re.compile(r"\b(surgery|surgeries|operation|operate|operated|decompression)\b", re.IGNORECASE)
-# Topics after whose answer a "should I…" question gets the personal line (the others, such as the
-# surgery candidacy or the clinic's phone, already say that the clinic decides).
-_PERSONAL_LINE_TOPICS = ("back_pain", "treatments", "combined_approach", "surgery")
 FOLLOW_UP_MAX_WORDS = 12
-# Words that give a message its own subject, so that it is not a follow-up of the previous answer.
-_SUBJECT = re.compile(r"\b(fibro\w*|fm|back|spine|pain|symptoms?|causes?|surgery|operation|therap\w*|treat\w*|"
-                      r"exercis\w*|medic\w*|diet|clinic|doctor|dr|director|phone|number|appointment|consultation)\b",
-                      re.IGNORECASE)
-# Replies kept even for a follow-up: "how much does it cost?" after a treatment is about prices.
-KEPT_REPLIES = ("ask_cost", "ask_insurance", "ask_hours", "other_language", "request_human", "bot_challenge",
-                "greet", "thank")
-# Words that make an off-topic or unclear message a health question ("is the weather bad for fibro?"
-# is one; "what's the weather like?" is not).
-_HEALTH = re.compile(r"\b(fibro\w*|fm|pain\w*|back|spine|symptoms?|treat\w*|therap\w*|surgery|condition|disease|"
-                     r"illness|hurt\w*|ach(e|es|ing|y)|sore|sick|health|flare\w*|body|feel\s+better|recover\w*)\b", re.IGNORECASE)
-# "Would physiotherapy do anything for me?" is about physiotherapy even if the classifier heard a
-# question about back pain or combining treatments; "can PT and swimming be combined?" is not.
-_THERAPY_FIRST_TOPICS = ("back_pain", "combined_approach", "treatments")
+# The subject and health words, and the topic and intent groups that shape answers (which topics get
+# the personal line, which a named treatment wins over, which replies a follow-up keeps) are data:
+# topics.yml ``conversation`` (``Knowledge.answering``).
 _COMBINES = re.compile(r"\b(combin\w*|together|mix\w*|along|both|several|multiple|and)\b", re.IGNORECASE)
 # "Do they give you painkillers for fibro back pain?" is about painkillers, though the classifier heard a
 # back-pain question; "I'm on pain meds and my back still hurts, what else?" asks for something else.
@@ -166,12 +151,12 @@ def _by_key(knowledge: Knowledge, key: Optional[str]) -> Optional[Topic]:
     return knowledge.topics.get(key) or knowledge.therapies.get(key) or knowledge.therapy_from_value(key)
 
 
-def is_follow_up(text: str) -> bool:
+def is_follow_up(knowledge: Knowledge, text: str) -> bool:
     """A short message that leans on the previous answer: it refers back ("does it hurt?"), goes on
     ("and what causes that?") or names no subject of its own ("how long is the recovery?")."""
     words = text.split()
     return 0 < len(words) <= FOLLOW_UP_MAX_WORDS and bool(
-        _REFERS_BACK.search(text) or _CONTINUES.search(text) or not _SUBJECT.search(text))
+        _REFERS_BACK.search(text) or _CONTINUES.search(text) or not knowledge.answering.subject_words.search(text))
 
 
 def _slots(topic: Topic, knowledge: Knowledge) -> EventList:
@@ -184,7 +169,7 @@ def _slots(topic: Topic, knowledge: Knowledge) -> EventList:
 def topic_answer(knowledge: Knowledge, topic: Topic, personal: bool = False) -> Answer:
     """A topic's answer; with ``personal``, the line that the personal decision is for the clinic."""
     reply = knowledge.answer(topic)
-    if personal and (topic.key in knowledge.therapies or topic.key in _PERSONAL_LINE_TOPICS):
+    if personal and (topic.key in knowledge.therapies or topic.key in knowledge.answering.personal_line_topics):
         answering = knowledge.answering
         reply = Reply(f"{topic.answer}\n\n{answering.personal_line}", reply.buttons)
         return Answer([reply], _slots(topic, knowledge), f"general:{topic.key}")
@@ -211,6 +196,73 @@ def quote_answer(knowledge: Knowledge, text: str) -> Optional[Answer]:
     return Answer([reply], [], "quote")
 
 
+def _previous_bot_texts(tracker: Tracker) -> List[str]:
+    """What the assistant said in answer to the visitor's previous message."""
+    texts: List[str] = []
+    users_seen = 0
+    for event in reversed(payload_events(tracker)):
+        if event.get("event") == "user":
+            users_seen += 1
+            if users_seen == 2:
+                break
+        elif users_seen == 1 and event.get("event") == "bot" and event.get("text"):
+            texts.append(" ".join(str(event["text"]).split()))
+    return texts
+
+
+def not_understood_answer(knowledge: Knowledge, tracker: Tracker, reply: Reply, kind: str) -> Answer:
+    """The fallback or the frustration reply; ``again`` (the phone first) if the previous answer was
+    one of them: a visitor is never sent round the same loop twice."""
+    said = set(_previous_bot_texts(tracker))
+    loop = (knowledge.fallback, knowledge.again, knowledge.replies.get(FRUSTRATION_INTENT))
+    if any(earlier is not None and " ".join(earlier.text.split()) in said for earlier in loop):
+        return Answer([knowledge.again], [], "again")
+    return Answer([reply], [], kind)
+
+
+# Below this confidence the classifier's second thought is noise: the treatments overview is the answer.
+RANKED_TOPIC_MIN_CONFIDENCE = 0.1
+
+
+def ranked_topic(knowledge: Knowledge, tracker: Tracker) -> Topic:
+    """The topic of the best-ranked intent that has one (the classifier's second thought when its
+    first was a request for medical advice), else the treatments overview."""
+    for ranked in (tracker.latest_message or {}).get("intent_ranking") or ():
+        topic = knowledge.topic_for_intent(str((ranked or {}).get("name") or ""))
+        if topic is not None:
+            confident = float((ranked or {}).get("confidence") or 0.0) >= RANKED_TOPIC_MIN_CONFIDENCE
+            return topic if confident else knowledge.topics["treatments"]
+    return knowledge.topics["treatments"]
+
+
+# A message the classifier was unsure of only because two intents came close ("what are my options"
+# between back pain and treatments) is answered with the first one's topic when it was this likely.
+FALLBACK_TOPIC_MIN_CONFIDENCE = 0.35
+
+
+def fallback_topic(knowledge: Knowledge, tracker: Tracker) -> Optional[Topic]:
+    """The topic of the classifier's best intent under the fallback, if it was likely enough."""
+    for ranked in (tracker.latest_message or {}).get("intent_ranking") or ():
+        name = str((ranked or {}).get("name") or "")
+        if name == FALLBACK_INTENT:
+            continue
+        if float((ranked or {}).get("confidence") or 0.0) < FALLBACK_TOPIC_MIN_CONFIDENCE:
+            return None
+        return knowledge.topic_for_intent(name)
+    return None
+
+
+def for_the_person_helping(knowledge: Knowledge, answer: Answer) -> Answer:
+    """A topic's answer for someone asking for another person: the caregiver line instead of the
+    footer or the personal line."""
+    key = answer.kind.split(":", 1)[1]
+    topic = _by_key(knowledge, key)
+    if topic is None or not answer.replies:
+        return answer
+    reply = Reply(f"{topic.answer}\n\n{knowledge.answering.caregiver_line}", answer.replies[0].buttons)
+    return Answer([reply, *answer.replies[1:]], answer.events, f"caregiver:{key}")
+
+
 def _subject(knowledge: Knowledge, intent: Optional[str], therapy: Optional[Topic],
              context: Optional[Topic]) -> Optional[Topic]:
     """What the message is about: the treatment it names, the previous answer's topic for a
@@ -231,33 +283,43 @@ def _closest(knowledge: Knowledge, aspect: Aspect, therapy: Optional[Topic], sub
 
 
 def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> Answer:
-    """Decides how to answer the latest message (see the module docstring)."""
+    """Decides how to answer the latest message (see the module docstring); a topic's answer to
+    someone asking for another person ends with the line for the person helping."""
+    answer = _compose(knowledge, tracker, intent)
+    if answer.kind.startswith(("topic:", "general:")) and knowledge.answering.for_someone_else(latest_text(tracker)):
+        return for_the_person_helping(knowledge, answer)
+    return answer
+
+
+def _compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> Answer:
     text = latest_text(tracker)
     answering = knowledge.answering
     topic = knowledge.topic_for_intent(intent or "")
     therapy = therapy_named(knowledge, tracker)
     previous = previous_answer_topic(knowledge, tracker)
-    context = previous if previous is not None and therapy is None and is_follow_up(text) else None
+    context = previous if previous is not None and therapy is None and is_follow_up(knowledge, text) else None
     aspect = answering.not_covered_aspect(text)
     # "What's the weather like?" after an answer is off-topic, not a follow-up; "how many times a week
     # would I have to go?" asks what the article doesn't say about the treatment just answered (an aspect
     # of a treatment, not a `general` one such as the weather).
     if intent == OUT_OF_SCOPE_INTENT and not (_REFERS_BACK.search(text) or _CONTINUES.search(text)
-                                              or _HEALTH.search(text) or (aspect is not None and not aspect.general)):
+                                              or answering.health_words.search(text) or (aspect is not None and not aspect.general)):
         context = None
     follow_up = answering.follow_up_aspect(text) if context is not None else None
 
     # "How long?" or "kids?" alone is a question about the article only in a message about a topic,
     # a treatment or health ("how long is the drive?" is not).
     if aspect is not None and aspect.needs_context and topic is None and therapy is None and context is None \
-            and not _HEALTH.search(text):
+            and not answering.health_words.search(text):
         aspect = None
     reshaped = topic is not None or intent in (MEDICAL_ADVICE_INTENT, OUT_OF_SCOPE_INTENT, FALLBACK_INTENT, None)
     # A follow-up, or a question the article doesn't answer, that the classifier took for small talk
     # ("how long does that take?" is not a goodbye; "what about CBD oil?" is not a capabilities question).
-    if not reshaped and (aspect or (context and follow_up)) and intent not in KEPT_REPLIES:
+    if not reshaped and (aspect or (context and follow_up)) and intent not in answering.kept_replies:
         reshaped = True
     if not reshaped:
+        if intent == FRUSTRATION_INTENT:
+            return not_understood_answer(knowledge, tracker, knowledge.replies[intent], f"reply:{intent}")
         return Answer([knowledge.replies.get(intent or "", knowledge.fallback)], [], f"reply:{intent}")
     personal = answering.asks_personal(text)
 
@@ -267,10 +329,15 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
         general = therapy or (knowledge.topics["surgery_candidate"] if _SURGERY.search(text) else None)
         if classify(text, knowledge) == MEDICAL_ADVICE_INTENT:
             return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
-        if personal and general is not None:
+        # No safety pattern caught a personal specific (a dose, changing or combining one's own
+        # medicines, "do I have…"): a question about a named treatment, or asked for someone else, is
+        # a general question, answered with the line that the personal decision is the doctor's.
+        if general is not None and (personal or aspect is None):
             return topic_answer(knowledge, general, personal=True)
         if tells_a_story_and_asks_for_treatments(text):
             return topic_answer(knowledge, knowledge.topics["treatments"], personal=True)
+        if answering.for_someone_else(text) or answering.asks_for_options(text):
+            return topic_answer(knowledge, ranked_topic(knowledge, tracker), personal=True)
         if aspect is None or not aspect.general:
             return Answer([knowledge.replies[MEDICAL_ADVICE_INTENT]], [], "refusal")
 
@@ -288,16 +355,24 @@ def compose(knowledge: Knowledge, tracker: Tracker, intent: Optional[str]) -> An
 
     if intent == TREATMENT_INTENT:
         return topic_answer(knowledge, therapy_asked(knowledge, tracker) or topic, personal)
-    if therapy is not None and (topic is None or (topic.key in _THERAPY_FIRST_TOPICS and (
+    # "What's there besides painkillers?" when the classifier was unsure asks for the other treatments.
+    if intent == FALLBACK_INTENT and topic is None and therapy is not None and _ASKS_FOR_OTHERS.search(text):
+        return topic_answer(knowledge, knowledge.topics["combined_approach"], personal)
+    if therapy is not None and (topic is None or (topic.key in answering.therapy_first_topics and (
             (personal and not _COMBINES.search(text)) or asks_about_one_therapy(knowledge, tracker, text)))):
         return topic_answer(knowledge, therapy, personal)
     if topic is not None:
         return topic_answer(knowledge, topic, personal)
+    if answering.for_someone_else(text) and answering.health_words.search(text):
+        return topic_answer(knowledge, ranked_topic(knowledge, tracker), personal)
     if intent == OUT_OF_SCOPE_INTENT:
         return Answer([knowledge.replies[OUT_OF_SCOPE_INTENT]], [], "reply:out_of_scope")
     if answering.hopeless(text):
         return topic_answer(knowledge, knowledge.topics["combined_approach"])
-    return quote_answer(knowledge, text) or Answer([knowledge.fallback], [], "fallback")
+    unsure_between = fallback_topic(knowledge, tracker) if intent == FALLBACK_INTENT else None
+    if unsure_between is not None:
+        return topic_answer(knowledge, unsure_between, personal)
+    return quote_answer(knowledge, text) or not_understood_answer(knowledge, tracker, knowledge.fallback, "fallback")
 
 
 def send(dispatcher: CollectingDispatcher, knowledge: Knowledge, tracker: Tracker, answer: Answer) -> EventList:

@@ -15,13 +15,14 @@ import threading
 import time
 import unicodedata
 from collections import defaultdict
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from console import db
 from console.text import clean
+from core.knowledge_loader import get_knowledge
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,13 @@ NOT_ANSWERS = {"action_listen", "action_session_start", "action_unlikely_intent"
 ANSWER_SLOTS = {"therapy", "topic"}
 MAX_NORMALISED = 300
 _PUNCTUATION = re.compile(r"[\W_]+")
-# Intents that say nothing about what the visitor wanted to know: not "topics".
-NOT_TOPICS = {"inform", "affirm", "deny", "greet", "goodbye", "thank", "stop", "nlu_fallback"}
+
+
+def not_topics() -> FrozenSet[str]:
+    """Intents that say nothing about what the visitor wanted to know: not "topics" (topics.yml
+    ``conversation.not_topics``)."""
+    return get_knowledge().answering.not_topics
+
 
 OVERLAP = 500  # ids re-read at each refresh
 RESCAN_SECONDS = 10.0  # re-read the overlap this often even when no new id appeared
@@ -148,7 +154,7 @@ def summarise(sender_id: str, rows: Iterable[Any]) -> Dict[str, Any]:
                         "normalized": normalise(text), "intent": intent or None, "actions": [],
                         "fallback_intent": intent in FALLBACK_INTENTS, "answered": False,
                         "out_of_scope": intent in OUT_OF_SCOPE_INTENTS}
-                if intent and intent not in NOT_TOPICS:
+                if intent and intent not in not_topics():
                     topics[intent] += 1
                 flags["consultation"] |= intent in CONSULTATION_INTENTS
                 flags["emergency"] |= intent in EMERGENCY_INTENTS

@@ -28,6 +28,10 @@ CONSULTATION_INTENT = "request_consultation"
 INFORM_INTENT = "inform"
 STOP_INTENT = "stop"
 TREATMENT_INTENT = "ask_treatment"
+# Rasa's intent for a message the classifier was unsure of (FallbackClassifier).
+FALLBACK_INTENT = "nlu_fallback"
+# "This is useless", "you didn't understand me": answered with an apology, or the phone if it comes again.
+FRUSTRATION_INTENT = "frustration"
 
 # Intents with a rule and an action of their own (data/rules.yml), answered by no knowledge text.
 SPECIAL_INTENTS = (*SAFETY_INTENTS, CONSULTATION_INTENT, INFORM_INTENT)

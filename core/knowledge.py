@@ -124,6 +124,7 @@ class Topic:
     related: Tuple[str, ...]
     intent: Optional[str] = None
     synonyms: Tuple[str, ...] = ()
+    example: str = ""  # a visitor's question this answer must answer (the tests ask it)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class Knowledge:
     therapies: Mapping[str, Topic]
     replies: Mapping[str, Reply]
     fallback: Reply
+    again: Reply  # instead of the fallback or the frustration reply said just before: the phone first
     topic_footer: str
     error_text: str
     technical_problem: str
@@ -304,6 +306,17 @@ class Answering:
     hopeless_line: str
     hopeless_patterns: Tuple[re.Pattern, ...]
     options_patterns: Tuple[re.Pattern, ...]
+    # topics.yml ``conversation``: what gives a message a subject of its own or makes it a health
+    # question, and the groups of topics and intents the answer action treats apart.
+    subject_words: re.Pattern = re.compile(r"(?!)")
+    health_words: re.Pattern = re.compile(r"(?!)")
+    personal_line_topics: FrozenSet[str] = frozenset()
+    therapy_first_topics: FrozenSet[str] = frozenset()
+    kept_replies: FrozenSet[str] = frozenset()
+    not_topics: FrozenSet[str] = frozenset()
+    # topics.yml ``caregiver``: a message asking for another person, and the line said to the person helping.
+    caregiver_line: str = ""
+    caregiver_patterns: Tuple[re.Pattern, ...] = ()
 
     def not_covered_aspect(self, text: str) -> Optional[Aspect]:
         """The first not-covered aspect ``text`` asks about, if any."""
@@ -316,6 +329,10 @@ class Answering:
     def asks_personal(self, text: str) -> bool:
         """A "should I / would it help / is it worth it" question."""
         return any(pattern.search(bounded(text)) for pattern in self.personal_patterns)
+
+    def for_someone_else(self, text: str) -> bool:
+        """The visitor asks for someone they help ("my sister has fibromyalgia…")."""
+        return any(pattern.search(bounded(text)) for pattern in self.caregiver_patterns)
 
     def hopeless(self, text: str) -> bool:
         return any(pattern.search(bounded(text)) for pattern in self.hopeless_patterns)

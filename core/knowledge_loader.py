@@ -13,12 +13,12 @@ import sre_constants
 import sre_parse
 import string
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Set, Tuple
 
 import yaml
 
 from core import settings
-from core.intents import SPECIAL_INTENTS, TREATMENT_INTENT
+from core.intents import FALLBACK_INTENT, SPECIAL_INTENTS, TREATMENT_INTENT
 from core.knowledge import (
     BOOKING_FIELDS,
     BOOKING_RUNTIME_FIELDS,
@@ -73,7 +73,7 @@ def load_knowledge(folder: Optional[Path] = None, domain: Optional[Path] = None)
         **safety,
         booking=booking,
         _synonyms=_synonym_map(therapies, files.path("topics.yml")),
-        answering=_load_answering(files, render, topics, therapies),
+        answering=_load_answering(files, render, topics, therapies, set(replies["replies"])),
     )
 
 
@@ -136,6 +136,7 @@ def _load_topics(files: _Files, article: str, render: _Renderer) -> Tuple[Dict[s
             answer=render(_get(raw, "answer", path, where), path, f"{where}.answer"),
             sources=_check_sources(raw.get("sources"), article, path, where),
             related=tuple(raw.get("related") or ()),
+            example=_get(raw, "example", path, where),
         )
     if topics["treatments"].intent != TREATMENT_INTENT:
         raise KnowledgeError(path, f"'topics.treatments.intent' must be {TREATMENT_INTENT}")
@@ -157,7 +158,8 @@ def _load_topics(files: _Files, article: str, render: _Renderer) -> Tuple[Dict[s
             answer = render(listed_answer.replace("{therapy}", title.lower()), path, f"{where}.answer")
             sources = listed_sources + (title,)
         therapies[key] = Topic(key=key, title=title, answer=answer, sources=sources,
-                               related=tuple(raw.get("related") or ()), synonyms=tuple(map(str, synonyms)))
+                               related=tuple(raw.get("related") or ()), synonyms=tuple(map(str, synonyms)),
+                               example=_get(raw, "example", path, where))
     return topics, therapies
 
 
@@ -206,6 +208,7 @@ def _load_replies(files: _Files, render: _Renderer, topics: Mapping[str, Topic],
     return {
         "replies": {intent: reply(raw, f"intents.{intent}") for intent, raw in raw_intents.items()},
         "fallback": reply(_get(data, "fallback", path, kind=dict), "fallback"),
+        "again": reply(_get(data, "again", path, kind=dict), "again"),
         "consultation_title": consultation_title,
         "topic_footer": text("topic_footer"),
         "error_text": text("error"),
@@ -277,8 +280,8 @@ def _load_booking(files: _Files, clinic_values: Mapping[str, str]) -> Booking:
 
 
 def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic],
-                    therapies: Mapping[str, Topic]) -> Answering:
-    """How answers are shaped (topics.yml: personal, article_quote, not_covered, follow_ups, covers;
+                    therapies: Mapping[str, Topic], replied: Set[str]) -> Answering:
+    """How answers are shaped (topics.yml: personal, caregiver, article_quote, not_covered, follow_ups, covers;
     safety.yml: hopeless)."""
     path = files.path("topics.yml")
     data = files.yaml("topics.yml")
@@ -291,6 +294,7 @@ def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic
         return key
 
     personal = _get(data, "personal", path, kind=dict)
+    caregiver = _get(data, "caregiver", path, kind=dict)
     quote = _get(data, "article_quote", path, kind=dict)
     raw_not_covered = _get(data, "not_covered", path, kind=dict)
     not_covered = tuple(
@@ -317,11 +321,14 @@ def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic
                 raise KnowledgeError(path, f"'{key}.covers' names {aspect!r}, which is not an aspect")
         covers[key] = covered
 
+    conversation = _load_conversation(data, path, set(topics), replied | {topic.intent for topic in topics.values()})
     safety_path = files.path("safety.yml")
     hopeless = _get(files.yaml("safety.yml"), "hopeless", safety_path, kind=dict)
     return Answering(
         personal_line=render(_get(personal, "line", path, "personal"), path, "personal.line"),
         personal_patterns=_compile_patterns(personal, path, "personal"),
+        caregiver_line=render(_get(caregiver, "line", path, "caregiver"), path, "caregiver.line"),
+        caregiver_patterns=_compile_patterns(caregiver, path, "caregiver"),
         quote_intro=render(_get(quote, "intro", path, "article_quote"), path, "article_quote.intro"),
         quote_outro=render(_get(quote, "outro", path, "article_quote"), path, "article_quote.outro"),
         not_covered_text=runtime(_get(raw_not_covered, "text", path, "not_covered"), path, "not_covered.text"),
@@ -334,7 +341,38 @@ def _load_answering(files: _Files, render: _Renderer, topics: Mapping[str, Topic
         hopeless_patterns=_compile_patterns(hopeless, safety_path, "hopeless"),
         options_patterns=_compile_patterns({"patterns": _get(hopeless, "asks_for_options", safety_path, "hopeless",
                                                               kind=list)}, safety_path, "hopeless.asks_for_options"),
+        **conversation,
     )
+
+
+def _load_conversation(data: Mapping[str, Any], path: Path, topic_keys: Set[str], intents: Set[str]) -> Dict[str, Any]:
+    """topics.yml ``conversation``: subject and health words, and the topic and intent groups of
+    the answer action, each group naming only known topics or intents."""
+    raw = _get(data, "conversation", path, kind=dict)
+
+    def words(key: str) -> re.Pattern:
+        fragments = [str(word) for word in _get(raw, key, path, "conversation", kind=list)]
+        pattern = r"\b(" + "|".join(fragments) + r")\b"
+        try:
+            return re.compile(pattern, re.IGNORECASE)
+        except re.error as error:
+            raise KnowledgeError(path, f"'conversation.{key}' is not a valid pattern: {error}") from None
+
+    def group(key: str, known: Set[str], what: str) -> FrozenSet[str]:
+        names = [str(name) for name in _get(raw, key, path, "conversation", kind=list)]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise KnowledgeError(path, f"'conversation.{key}' names {', '.join(unknown)}, which is not {what}")
+        return frozenset(names)
+
+    return {
+        "subject_words": words("subject_words"),
+        "health_words": words("health_words"),
+        "personal_line_topics": group("personal_line_topics", topic_keys, "a topic"),
+        "therapy_first_topics": group("therapy_first_topics", topic_keys, "a topic"),
+        "kept_replies": group("kept_replies", intents, "an answered intent"),
+        "not_topics": group("not_topics", intents | set(SPECIAL_INTENTS) | {FALLBACK_INTENT}, "an intent"),
+    }
 
 
 # --- Checks the loaders share ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ FOREIGN_WORDS = frozenset("""
  con mis tus sus nuestra nuestro cita favor buenos buenas días dias tardes noches clínica
  clinica médico medico doctora número numero teléfono telefono también tambien ella él ellos
  ahora hoy mañana semana años siempre nunca nada algo bien malo
- je j'ai mal au aux depuis des mois faire le les et une avec mes vous nous
+ je j'ai besoin mal au aux depuis des mois faire le les et une avec mes vous nous
  bonjour merci très pas ne suis c'est qu'est dois peux quoi
  estou muita muito nas nos costas vocês você voce não nao eu minha meu obrigado obrigada olá ola
  uma dor

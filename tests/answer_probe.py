@@ -6,7 +6,7 @@ servers (tests/servers.py: the action server and the Rasa server over REST, a fr
 
 Each case is a fresh conversation; the answer to its last message is sorted into kinds (the topic or
 treatment whose answer it holds, the refusal, crisis, emergency, fallback, "the article doesn't say",
-"only English", a verbatim quote, a reply of replies.yml) by finding the knowledge texts in it, so
+"only English", a verbatim quote, a reply of replies.yml, the reply to repeated frustration) by finding the knowledge texts in it, so
 the judgement follows the knowledge files, not the code that chose the answer. Not part of `make test`
 (it is a measurement, not a pass/fail check): `make probe-answers`.
 """
@@ -82,6 +82,14 @@ def kinds_of(answer: str, knowledge: Knowledge) -> Set[str]:
     hopeless = _optional_text(knowledge, "hopeless_line")
     if hopeless and " ".join(hopeless.split()) in flat:
         found.add("hopeless")
+    caregiver = _optional_text(knowledge, "caregiver_line")
+    if caregiver and " ".join(caregiver.split()) in flat:
+        # The caregiver line is the personal line addressed to the person helping: the decision is
+        # for the person helped and their doctor.
+        found.update(("caregiver", "personal"))
+    again = getattr(getattr(knowledge, "again", None), "text", "")
+    if again and " ".join(again.split()) in flat:
+        found.add("again")
     return found
 
 
@@ -95,25 +103,45 @@ def judge(case: Dict[str, Any], kinds: Set[str]) -> Dict[str, bool]:
     return {"kind_right": kind_right, "right": kind_right and also_right}
 
 
+# On a busy machine the servers may take longer to start than the tests allow: a probe waits longer.
+START_TIMEOUT = 900.0
+
+
 def run(path: Path, show_misses: bool) -> Dict[str, Any]:
+    return run_all([path], show_misses)[path]
+
+
+def run_all(paths: List[Path], show_misses: bool) -> Dict[Path, Dict[str, Any]]:
+    """Runs each probe of ``paths`` through one start of the servers."""
     from tests.servers import Servers, Visitor
 
+    class PatientServers(Servers):
+        def _wait(self, url: str, name: str, timeout: float = START_TIMEOUT) -> None:
+            super()._wait(url, name, max(timeout, START_TIMEOUT))
+
     knowledge = get_knowledge()
-    cases = load_cases(path)
-    results = []
+    reports: Dict[Path, Dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        servers = Servers(Path(folder)).start()
+        servers = PatientServers(Path(folder)).start()
         try:
-            for case in cases:
-                visitor = Visitor(servers)
-                answer = ""
-                for text in case["say"]:
-                    answer = visitor.says(text)
-                kinds = kinds_of(answer, knowledge)
-                results.append({"say": case["say"], "expect": case["expect"], "also": case["also"],
-                                "kinds": sorted(kinds), **judge(case, kinds), "answer": answer})
+            for path in paths:
+                cases = load_cases(path)
+                results = []
+                for case in cases:
+                    visitor = Visitor(servers)
+                    answer = ""
+                    for text in case["say"]:
+                        answer = visitor.says(text)
+                    kinds = kinds_of(answer, knowledge)
+                    results.append({"say": case["say"], "expect": case["expect"], "also": case["also"],
+                                    "kinds": sorted(kinds), **judge(case, kinds), "answer": answer})
+                reports[path] = summarise(cases, results, show_misses)
         finally:
             servers.stop()
+    return reports
+
+
+def summarise(cases: List[Dict[str, Any]], results: List[Dict[str, Any]], show_misses: bool) -> Dict[str, Any]:
     total = len(results)
     counts = Counter()
     for result in results:
@@ -137,6 +165,14 @@ def run(path: Path, show_misses: bool) -> Dict[str, Any]:
         by_group[group][0] += result["right"]
         by_group[group][1] += 1
     summary["by_expected_kind"] = {group: f"{right}/{n}" for group, (right, n) in sorted(by_group.items())}
+    by_case_group: Dict[str, List[int]] = {}
+    for case, result in zip(cases, results):
+        if case.get("group"):
+            by_case_group.setdefault(case["group"], [0, 0])
+            by_case_group[case["group"]][0] += result["right"]
+            by_case_group[case["group"]][1] += 1
+    if by_case_group:
+        summary["by_group"] = {group: f"{right}/{n}" for group, (right, n) in sorted(by_case_group.items())}
     if show_misses:
         for result in results:
             if not result["right"]:
@@ -162,19 +198,25 @@ def write_nlu(path: Path, target: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("probe", nargs="?", type=Path, default=DEFAULT_PROBE)
+    parser.add_argument("probe", nargs="*", type=Path, default=[DEFAULT_PROBE],
+                        help="one or more probe files, run through one start of the servers")
     parser.add_argument("--show-misses", action="store_true")
-    parser.add_argument("--json", type=Path, help="write every case's answer and verdict here")
+    parser.add_argument("--json", type=Path, help="write every case's answer and verdict here (with several "
+                        "probes: a folder, one <probe>.json each)")
     parser.add_argument("--write-nlu", type=Path, help="write the NLU probe file and exit")
     args = parser.parse_args()
     if args.write_nlu:
-        write_nlu(args.probe.resolve(), args.write_nlu.resolve())
+        write_nlu(args.probe[0].resolve(), args.write_nlu.resolve())
         return
-    report = run(args.probe, args.show_misses)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report["summary"], indent=1))
+    reports = run_all(args.probe, args.show_misses)
+    for path, report in reports.items():
+        if args.json:
+            target = args.json / f"{path.stem}.json" if len(reports) > 1 else args.json
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(report, indent=1))
+        if len(reports) > 1:
+            print(f"# {path}")
+        print(json.dumps(report["summary"], indent=1))
 
 
 if __name__ == "__main__":

@@ -12,24 +12,26 @@ from tests.conftest import make_tracker, run, texts
 from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
 
 
-@pytest.mark.parametrize("topic", sorted(TOPIC_PHRASES))
+@pytest.mark.parametrize("topic", sorted(get_knowledge().topics))
 def test_every_article_topic_is_answered_from_the_article_with_next_steps(knowledge, dispatcher, domain, topic):
     intent = knowledge.topics[topic].intent
     run(ActionAnswer(), dispatcher, make_tracker(intent, "question"), domain)
     [message] = dispatcher.messages
-    assert contains_all(message["text"], TOPIC_PHRASES[topic]), message["text"]
+    assert knowledge.topics[topic].answer in message["text"]
+    assert contains_all(message["text"], TOPIC_PHRASES.get(topic, ())), message["text"]
     assert PHONE in message["text"]
     assert message["buttons"], "a topical answer offers related topics"
     assert all(button["payload"].startswith("/") for button in message["buttons"])
 
 
-@pytest.mark.parametrize("therapy", sorted(THERAPY_PHRASES))
+@pytest.mark.parametrize("therapy", sorted(get_knowledge().therapies))
 def test_each_treatment_is_answered_when_named_by_the_entity(knowledge, dispatcher, domain, therapy):
     synonym = knowledge.therapies[therapy].synonyms[-1]
     tracker = make_tracker("ask_treatment", "does it help?", entities=[{"entity": "therapy", "value": synonym}])
     events = run(ActionAnswer(), dispatcher, tracker, domain)
     [message] = dispatcher.messages
-    assert contains_all(message["text"], THERAPY_PHRASES[therapy]), message["text"]
+    assert knowledge.therapies[therapy].answer in message["text"]
+    assert contains_all(message["text"], THERAPY_PHRASES.get(therapy, ())), message["text"]
     assert events == [SlotSet("therapy", therapy), SlotSet("topic", therapy)]
 
 
@@ -351,3 +353,124 @@ def test_a_long_story_asking_what_treatments_there_are_gets_the_general_answer(k
 def test_a_long_story_asking_for_personal_advice_stays_refused(dispatcher, domain, question):
     run(ActionAnswer(), dispatcher, make_tracker("medical_advice", STORY + question), domain)
     assert "can't give medical advice" in texts(dispatcher)[0]
+
+
+def bot_said(text):
+    """The events of a previous turn whose answer was ``text``."""
+    return [{"event": "user", "text": "earlier"}, {"event": "action", "name": "action_answer"},
+            {"event": "bot", "text": text}, {"event": "action", "name": "action_listen"},
+            {"event": "user", "text": "now"}]
+
+
+def test_frustration_gets_an_apology_an_invitation_the_phone_and_the_form(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("frustration", "this is useless"), domain)
+    [message] = dispatcher.messages
+    assert message["text"] == knowledge.replies["frustration"].text
+    assert "sorry" in message["text"].lower() and "another way" in message["text"] and PHONE in message["text"]
+    assert "/request_consultation" in [button["payload"] for button in message["buttons"]]
+
+
+@pytest.mark.parametrize("previous", ["fallback", "frustration", "again"])
+def test_frustration_after_a_miss_offers_the_phone_first(knowledge, dispatcher, domain, previous):
+    said = {"fallback": knowledge.fallback, "frustration": knowledge.replies["frustration"],
+            "again": knowledge.again}[previous].text
+    run(ActionAnswer(), dispatcher, make_tracker("frustration", "still useless", events=bot_said(said)), domain)
+    assert texts(dispatcher) == [knowledge.again.text] and PHONE in knowledge.again.text
+
+
+def test_a_second_fallback_offers_the_phone_first(knowledge, dispatcher, domain):
+    run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "zzkv plemf", events=bot_said(knowledge.fallback.text)),
+        domain)
+    assert texts(dispatcher) == [knowledge.again.text]
+
+
+def test_a_fallback_after_an_answer_is_the_usual_fallback(knowledge, dispatcher, domain):
+    events = bot_said(knowledge.answer(knowledge.topics["symptoms"]).text)
+    run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "zzkv plemf", events=events), domain)
+    assert texts(dispatcher) == [knowledge.fallback.text]
+
+
+@pytest.mark.parametrize("intent, text, expected", [
+    ("ask_treatment", "my husband has fibro, what treatments are there", "treatments"),
+    ("ask_what_is_fibromyalgia", "my daughter was diagnosed with fibromyalgia, what is it", "what_is_fibromyalgia"),
+    ("ask_back_pain", "i look after my mum, her back hurts from fibro", "back_pain"),
+])
+def test_a_caregiver_gets_the_topic_with_the_line_for_the_person_helping(knowledge, dispatcher, domain, intent, text,
+                                                                         expected):
+    run(ActionAnswer(), dispatcher, make_tracker(intent, text), domain)
+    [message] = dispatcher.messages
+    assert message["text"] == f"{knowledge.topics[expected].answer}\n\n{knowledge.answering.caregiver_line}"
+
+
+def test_a_caregiver_the_classifier_took_for_medical_advice_gets_its_next_topic(knowledge, dispatcher, domain):
+    tracker = make_tracker("medical_advice", "my sister has fibromyalgia, how can I help her")
+    tracker.latest_message["intent_ranking"] = [{"name": "medical_advice", "confidence": 0.5},
+                                                {"name": "ask_combined_approach", "confidence": 0.2}]
+    run(ActionAnswer(), dispatcher, tracker, domain)
+    [text] = texts(dispatcher)
+    assert knowledge.topics["combined_approach"].answer in text and knowledge.answering.caregiver_line in text
+
+
+@pytest.mark.parametrize("text", ["my mom is on lyrica, can she take more tonight", "what dose should my husband take",
+                                  "does my son have fibromyalgia", "can my wife take her cymbalta with tramadol"])
+def test_a_caregivers_personal_specifics_are_refused(dispatcher, domain, text):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", text), domain)
+    assert "can't give medical advice" in texts(dispatcher)[0]
+
+
+@pytest.mark.parametrize("text, therapy", [
+    ("is it ok to take antidepressants for fibro back pain", "antidepressants"),
+    ("are painkillers alright for fibromyalgia", "medication"),
+    ("can people with fibromyalgia use sleep aids", "sleep_aids"),
+])
+def test_a_general_medicine_question_gets_the_article_and_the_personal_line(knowledge, dispatcher, domain, text, therapy):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", text), domain)
+    [message] = dispatcher.messages
+    assert message["text"] == f"{knowledge.therapies[therapy].answer}\n\n{knowledge.answering.personal_line}"
+
+
+def test_a_caregiver_with_no_likely_topic_gets_the_treatments_overview(knowledge, dispatcher, domain):
+    tracker = make_tracker("medical_advice", "my sister was diagnosed last month and I'd love to support her")
+    tracker.latest_message["intent_ranking"] = [{"name": "medical_advice", "confidence": 0.99},
+                                                {"name": "ask_related_conditions", "confidence": 0.004}]
+    run(ActionAnswer(), dispatcher, tracker, domain)
+    [text] = texts(dispatcher)
+    assert knowledge.topics["treatments"].answer in text and knowledge.answering.caregiver_line in text
+
+
+def test_a_question_the_article_does_not_answer_about_a_treatment_says_so(knowledge, dispatcher, domain):
+    run(ActionAnswer(), dispatcher, make_tracker("medical_advice", "do antidepressants make you gain weight"), domain)
+    [text] = texts(dispatcher)
+    assert "doesn't cover" in text and knowledge.therapies["antidepressants"].answer in text
+
+
+def ranked(tracker, *intents):
+    tracker.latest_message["intent_ranking"] = [{"name": name, "confidence": confidence} for name, confidence in intents]
+    return tracker
+
+
+def test_a_fallback_between_two_likely_topics_gets_the_first(knowledge, dispatcher, domain):
+    tracker = ranked(make_tracker("nlu_fallback", "back pain all day from fibro. options?", confidence=0.4),
+                     ("nlu_fallback", 0.4), ("ask_back_pain", 0.45), ("ask_treatment", 0.42))
+    run(ActionFallback(), dispatcher, tracker, domain)
+    assert knowledge.topics["back_pain"].answer in texts(dispatcher)[0]
+
+
+def test_a_fallback_with_no_likely_topic_is_the_fallback(knowledge, dispatcher, domain):
+    tracker = ranked(make_tracker("nlu_fallback", "zzkv plemf", confidence=0.4),
+                     ("nlu_fallback", 0.4), ("ask_back_pain", 0.2), ("ask_treatment", 0.1))
+    run(ActionFallback(), dispatcher, tracker, domain)
+    assert texts(dispatcher) == [knowledge.fallback.text]
+
+
+def test_an_unsure_question_for_others_besides_a_treatment_gets_the_combined_approach(knowledge, dispatcher, domain):
+    run(ActionFallback(), dispatcher, make_tracker("nlu_fallback", "anything besides painkillers for fibro?"), domain)
+    assert knowledge.topics["combined_approach"].answer in texts(dispatcher)[0]
+
+
+def test_a_medical_advice_guess_asking_for_options_gets_the_next_topic(knowledge, dispatcher, domain):
+    tracker = ranked(make_tracker("medical_advice", "at the end of my rope with this back pain, what do you offer"),
+                     ("medical_advice", 0.57), ("ask_back_pain", 0.3))
+    run(ActionAnswer(), dispatcher, tracker, domain)
+    text = texts(dispatcher)[0]
+    assert knowledge.topics["back_pain"].answer in text and "can't give medical advice" not in text

@@ -6,36 +6,13 @@ import sqlite3
 
 import pytest
 
+from core.knowledge_loader import get_knowledge
 from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
 from tests.servers import Servers, Visitor
 
 pytestmark = pytest.mark.e2e
 
-QUESTIONS = {
-    "what_is_fibromyalgia": "what exactly is fibromyalgia?",
-    "symptoms": "what are the typical symptoms of fibro",
-    "causes": "what causes fibromyalgia",
-    "who_gets_it": "is fibromyalgia more common in women?",
-    "related_conditions": "is fibromyalgia linked to depression and insomnia",
-    "back_pain": "does fibromyalgia cause back pain",
-    "treatments": "what treatments are there for fibromyalgia back pain",
-    "combined_approach": "can different treatments be combined",
-    "surgery": "is surgery ever used for fibromyalgia",
-    "surgery_candidate": "how do I know if I'm a candidate for spine surgery",
-    "clinic": "where is your clinic located",
-    "doctor": "who is the medical director",
-    "contact": "what's your phone number",
-}
-THERAPY_QUESTIONS = {
-    "physical_therapy": "can physio help with fibro back pain?",
-    "gentle_exercise": "is swimming good exercise for fibromyalgia",
-    "medication": "what medications are prescribed for fibromyalgia",
-    "antidepressants": "are antidepressants used to treat fibromyalgia",
-    "sleep_aids": "do sleep aids help with fibromyalgia",
-    "dietary_changes": "would dietary changes help my fibro",
-    "water_therapy": "tell me about aquatic therapy",
-    "biofeedback": "what is biofeedback",
-}
+KNOWLEDGE = get_knowledge()
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +32,19 @@ def test_the_first_message_gets_the_disclaimer_and_a_greeting(servers):
     assert "not a doctor" in answer and "fibromyalgia" in answer
 
 
-@pytest.mark.parametrize("topic", sorted(QUESTIONS))
+@pytest.mark.parametrize("topic", sorted(KNOWLEDGE.topics))
 def test_every_topic_is_answered_from_the_article(servers, topic):
-    answer = Visitor(servers).says(QUESTIONS[topic])
-    assert contains_all(answer, TOPIC_PHRASES[topic]), answer
+    answer = Visitor(servers).says(KNOWLEDGE.topics[topic].example)
+    assert " ".join(KNOWLEDGE.topics[topic].answer.split()) in " ".join(answer.split()), answer
+    assert contains_all(answer, TOPIC_PHRASES.get(topic, ())), answer
     assert PHONE in answer
 
 
-@pytest.mark.parametrize("therapy", sorted(THERAPY_QUESTIONS))
+@pytest.mark.parametrize("therapy", sorted(KNOWLEDGE.therapies))
 def test_every_treatment_is_answered_from_the_article(servers, therapy):
-    answer = Visitor(servers).says(THERAPY_QUESTIONS[therapy])
-    assert contains_all(answer, THERAPY_PHRASES[therapy]), answer
+    answer = Visitor(servers).says(KNOWLEDGE.therapies[therapy].example)
+    assert " ".join(KNOWLEDGE.therapies[therapy].answer.split()) in " ".join(answer.split()), answer
+    assert contains_all(answer, THERAPY_PHRASES.get(therapy, ())), answer
 
 
 def test_answers_offer_quick_replies_that_work(servers):
@@ -232,3 +211,53 @@ def test_an_explicit_crisis_still_gets_the_crisis_reply_alone(knowledge, servers
 
 def test_a_dose_question_is_still_refused(servers):
     assert "can't give medical advice" in Visitor(servers).says("how much gabapentin should I take at night")
+
+
+# The plain phrasings that used to miss, each after a "hi" in a new conversation: the reply each needs.
+@pytest.mark.parametrize("message", ["want to book", "I wanna book", "booking please", "can the clinic phone me"])
+def test_a_short_booking_or_call_back_request_starts_the_form(knowledge, servers, message):
+    visitor = Visitor(servers)
+    visitor.says("hi")
+    answer = visitor.says(message)
+    assert knowledge.booking.fields["name"].ask in answer, answer
+
+
+@pytest.mark.parametrize("message", ["this is useless", "you didn't understand me"])
+def test_frustration_gets_an_apology_the_phone_and_the_form(knowledge, servers, message):
+    visitor = Visitor(servers)
+    visitor.says("hi")
+    messages = visitor.say(message)
+    answer = "\n".join(m.get("text") or "" for m in messages)
+    assert knowledge.replies["frustration"].text in answer and PHONE in answer, answer
+    assert "Request a consultation" in [b["title"] for m in messages for b in m.get("buttons", [])]
+    again = visitor.says("still useless")
+    assert knowledge.again.text in again and knowledge.replies["frustration"].text not in again, again
+
+
+def test_a_second_fallback_offers_the_phone_first(knowledge, servers):
+    visitor = Visitor(servers)
+    assert knowledge.fallback.text in visitor.says("qwzx vbnm plok")
+    again = visitor.says("zzkv plemf worbl")
+    assert knowledge.again.text in again and knowledge.fallback.text not in again, again
+
+
+def test_a_caregiver_gets_the_general_answer_for_the_person_helping(knowledge, servers):
+    visitor = Visitor(servers)
+    visitor.says("hi")
+    answer = visitor.says("my sister has fibromyalgia, how can I help her")
+    assert knowledge.answering.caregiver_line in answer and "can't give medical advice" not in answer, answer
+    assert any(" ".join(topic.answer.split()) in " ".join(answer.split()) for topic in knowledge.topics.values())
+
+
+def test_a_general_medicine_question_gets_the_article_and_the_personal_line(knowledge, servers):
+    visitor = Visitor(servers)
+    visitor.says("hi")
+    answer = visitor.says("is it ok to take anti-depressants for fibro back pain")
+    assert " ".join(knowledge.therapies["antidepressants"].answer.split()) in " ".join(answer.split()), answer
+    assert knowledge.answering.personal_line in answer and "can't give medical advice" not in answer
+
+
+@pytest.mark.parametrize("message", ["can I take my tramadol with my lyrica", "my mom is on cymbalta, can she take more",
+                                     "is it ok for me to double my antidepressant"])
+def test_personal_dose_and_combination_questions_are_still_refused(servers, message):
+    assert "can't give medical advice" in Visitor(servers).says(message)

@@ -92,6 +92,18 @@ def test_changing_the_phone_in_clinic_yml_changes_every_answer(knowledge_copy):
     ("safety.yml", lambda d: d["emergency"]["patterns"].append(None), r"empty or non-text pattern"),
     ("safety.yml", lambda d: d["emergency"]["patterns"].append("(fall)?"), r"matches every message"),
     ("topics.yml", lambda d: d["topics"]["causes"].update(sources=[""]), r"quotes too little"),
+    ("topics.yml", lambda d: d["topics"]["causes"].pop("example"), r"'topics.causes.example' is missing"),
+    ("topics.yml", lambda d: d["therapies"]["biofeedback"].pop("example"), r"'therapies.biofeedback.example' is missing"),
+    ("topics.yml", lambda d: d["conversation"]["personal_line_topics"].append("astrology"),
+     r"'conversation.personal_line_topics' names astrology, which is not a topic"),
+    ("topics.yml", lambda d: d["conversation"]["therapy_first_topics"].append("biofeedback"),
+     r"'conversation.therapy_first_topics' names biofeedback, which is not a topic"),
+    ("topics.yml", lambda d: d["conversation"]["kept_replies"].append("ask_weather"),
+     r"'conversation.kept_replies' names ask_weather, which is not an answered intent"),
+    ("topics.yml", lambda d: d["conversation"]["not_topics"].append("chitchat"),
+     r"'conversation.not_topics' names chitchat, which is not an intent"),
+    ("topics.yml", lambda d: d["conversation"]["subject_words"].append("(unclosed"), r"'conversation.subject_words'"),
+    ("topics.yml", lambda d: d["conversation"].pop("health_words"), r"'conversation.health_words' is missing"),
 ])
 def test_a_broken_knowledge_file_is_refused_with_its_name_and_problem(knowledge_copy, file, change, problem):
     edit_yaml(knowledge_copy / file, change)
@@ -195,3 +207,22 @@ def test_the_new_texts_give_no_medical_fact_and_name_the_phone(knowledge):
     assert "988" in answering.hopeless_line
     assert {aspect.key for aspect in answering.not_covered} >= {"contagious", "cure", "success", "side_effects",
                                                                  "duration"}
+
+
+def test_the_conversation_words_are_whole_words_in_any_case(knowledge):
+    answering = knowledge.answering
+    assert answering.subject_words.search("And the FIBRO?") and not answering.subject_words.search("fmri backing")
+    assert answering.health_words.search("does it make me feel   better") and not answering.health_words.search("sorely")
+    assert answering.personal_line_topics <= set(knowledge.topics)
+    assert answering.therapy_first_topics <= set(knowledge.topics)
+
+
+
+def test_the_expected_phrases_name_only_known_topics(knowledge):
+    """The topic tests enumerate knowledge.topics and .therapies (each with its `example`); the extra
+    phrases of tests/expectations.py must not name a topic that no longer exists."""
+    from tests.expectations import THERAPY_PHRASES, TOPIC_PHRASES
+
+    assert set(TOPIC_PHRASES) <= set(knowledge.topics)
+    assert set(THERAPY_PHRASES) <= set(knowledge.therapies)
+    assert all(topic.example for topic in (*knowledge.topics.values(), *knowledge.therapies.values()))
