@@ -35,7 +35,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import MODEL, Servers  # noqa: E402  (the tests' way of starting real servers)
+from devtools.servers import MODEL, Servers  # noqa: E402  (the harness the tests use too)
 
 
 class SoakServers(Servers):

@@ -1,5 +1,5 @@
 """The conversation-level probe: how the assistant answers messages it never saw, through the real
-servers (tests/servers.py: the action server and the Rasa server over REST, a fresh SQLite database).
+servers (devtools/servers.py: the action server and the Rasa server over REST, a fresh SQLite database).
 
     python -m tests.answer_probe [tests/data/answer_probe.yml] [--show-misses] [--json OUT]
     python -m tests.answer_probe --write-nlu tests/data/nlu_probe_pain.yml
@@ -95,7 +95,7 @@ def judge(case: Dict[str, Any], kinds: Set[str]) -> Dict[str, bool]:
 
 
 def run(path: Path, show_misses: bool) -> Dict[str, Any]:
-    from tests.servers import Servers, Visitor
+    from devtools.servers import Servers, Visitor
 
     knowledge = get_knowledge()
     cases = load_cases(path)

@@ -20,8 +20,8 @@ from typing import Any, Dict, List
 
 import pytest
 
+from devtools.servers import MODEL, Servers
 from rasa_ext import patches
-from tests.servers import MODEL, Servers
 
 patches.apply()
 
@@ -127,6 +127,7 @@ def _requests_stored(servers: Servers) -> int:
         return db.execute("SELECT COUNT(*) FROM consultation_requests").fetchone()[0]
 
 
+@pytest.mark.e2e
 def test_the_action_server_answers_the_window_as_it_answers_the_whole_session(action_server, monkeypatch) -> None:
     monkeypatch.setenv("ACTION_SERVER_TOKEN", action_server.token)  # the endpoints file reads it
     conversations = SCRIPTED + _random_conversations(count=3, turns=45)

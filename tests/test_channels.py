@@ -4,15 +4,11 @@ with the real servers, the REST, socket.io and callback channels."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import queue
 import stat
 import subprocess
 import sys
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional
 
 import aiohttp
@@ -22,11 +18,10 @@ import socketio
 import yaml
 
 from channels.origins import parse_origins
+from devtools.servers import ROOT, Visitor
 from scripts import credentials
+from tests.conftest import PAGE_ORIGIN
 from tests.expectations import PHONE, TOPIC_PHRASES, contains_all
-from tests.servers import ROOT, Servers, Visitor
-
-PAGE_ORIGIN = "http://localhost:8000"
 
 SECRETS = {
     "SLACK_TOKEN": "xoxb-slack-token-4c1b",
@@ -134,54 +129,14 @@ def test_the_script_refuses_a_regex_origin_and_writes_nothing(tmp_path):
 
 # --- the real servers --------------------------------------------------------------------------------
 
-class Receiver:
-    """A local HTTP server standing in for the integrator's callback endpoint."""
-
-    def __init__(self) -> None:
-        received: "queue.Queue[Dict[str, Any]]" = queue.Queue()
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.put({"path": self.path, "json": json.loads(body)})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bot"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def messages(self, until: Callable[[List[Dict[str, Any]]], bool], timeout: float = 60) -> List[Dict[str, Any]]:
-        got: List[Dict[str, Any]] = []
-        while not until(got):
-            got.append(self.received.get(timeout=timeout))
-        return got
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+@pytest.fixture(scope="module")
+def servers(shared_servers):
+    return shared_servers  # callback channel to a local receiver, socket.io open to PAGE_ORIGIN (conftest.py)
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    running = Receiver()
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory, receiver):
-    folder = tmp_path_factory.mktemp("channels")
-    path = folder / "credentials.yml"
-    credentials.write(credentials.render({"CALLBACK_URL": receiver.url, "WEB_ORIGINS": PAGE_ORIGIN}), path)
-    running = Servers(folder, credentials=path).start()
-    yield running
-    running.stop()
+def receiver(shared_servers):
+    return shared_servers.receiver
 
 
 async def hang_up(client: socketio.AsyncClient) -> None:
@@ -304,6 +259,6 @@ def test_the_callback_channel_posts_the_replies_to_the_configured_url(servers, r
                              json={"sender": sender, "message": "what's your phone number"}, timeout=60)
     assert response.status_code == 200 and response.text == "success"
     got = receiver.messages(lambda messages: contains_all(
-        "\n".join(m["json"].get("text") or "" for m in messages), TOPIC_PHRASES["contact"]))
+        "\n".join(m["json"].get("text") or "" for m in messages), TOPIC_PHRASES["contact"]), recipient=sender)
     assert all(message["path"] == "/bot" and message["json"]["recipient_id"] == sender for message in got)
     assert PHONE in "\n".join(message["json"].get("text") or "" for message in got)

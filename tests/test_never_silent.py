@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 import requests
 
-from tests.servers import MODEL, ROOT, Servers, Visitor, free_port
+from devtools.servers import MODEL, ROOT, Servers, Visitor, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -31,11 +31,9 @@ DEFAULT_ACTION_TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory) -> Iterator[Servers]:
-    running = Servers(tmp_path_factory.mktemp("never-silent")).start()
-    yield running
-    _revive(running)
-    running.stop()
+def servers(shared_servers) -> Iterator[Servers]:
+    yield shared_servers  # shared with other modules (conftest.py): every test here revives what it broke
+    _revive(shared_servers)
 
 
 def _revive(servers: Servers) -> None:

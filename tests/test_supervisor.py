@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from tests.servers import MODEL, ROOT, free_port
+from devtools.servers import MODEL, ROOT, free_port
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from supervisor import check_health  # noqa: E402

@@ -7,10 +7,8 @@ from flask import url_for
 
 from actions.store import consultation_requests
 from console.links import conversation_key
-from tests.console_support import (
-    console,  # noqa: F401 - fixture
+from tests.console.support import (
     signed_in_client,
-    url,  # noqa: F401 - fixture (console's)
 )
 
 

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from actions.store import consultation_requests, consultation_status_history
 from console import db
 from console.links import conversation_key
+from devtools.servers import Servers, Visitor, free_port
 from tests.conftest import ROOT
-from tests.console_support import PASSWORD, make_app, signed_in_client
-from tests.servers import Servers, Visitor, free_port
+from tests.console.support import PASSWORD, make_app, signed_in_client
 
 pytestmark = pytest.mark.e2e
 

@@ -11,21 +11,19 @@ import sqlalchemy as sa
 
 from actions.store import consultation_requests
 from console import db
-from tests import fake_conversations
-from tests.console_support import (
+from devtools import fake_conversations
+from tests.console.support import (
     DAY,
     EMAIL,
     INJECTION,
     NOW,
     add_conversation,
     audit_rows,
-    console,  # noqa: F401 - fixture
     ids,
     make_app,
     page,
     signed_in_client,
     transcript_path,
-    url,  # noqa: F401 - fixture
 )
 
 
