@@ -85,17 +85,29 @@ class Servers:
             raise RuntimeError(f"{MODEL} is missing: run `make model` first")
         self._start_actions()
         self._start_rasa()
-        self._wait(f"http://127.0.0.1:{self.action_port}/health", "actions")
-        self._wait(self.url + "/", "rasa")
+        self._wait(self.health["actions"], "actions")
+        self._wait(self.health["rasa"], "rasa")
         return self
 
+    @property
+    def health(self) -> Dict[str, str]:
+        """The URL each server answers on once it is ready."""
+        return {"actions": f"http://127.0.0.1:{self.action_port}/health", "rasa": self.url + "/"}
+
+    def action_command(self) -> List[str]:
+        return [sys.executable, "-m", "actions", "--port", str(self.action_port)]
+
+    def rasa_command(self, patched: bool = True) -> List[str]:
+        """``python -m rasa_ext run`` as ``make run`` starts it (``patched=False``: Rasa as released)."""
+        return [sys.executable, "-m", "rasa_ext" if patched else "rasa", "run", "--model", str(MODEL),
+                "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
+                "--interface", "127.0.0.1", "--port", str(self.rasa_port)]
+
     def _start_actions(self) -> None:
-        self._start("actions", [sys.executable, "-m", "actions", "--port", str(self.action_port)])
+        self._start("actions", self.action_command())
 
     def _start_rasa(self) -> None:
-        self._start("rasa", [sys.executable, "-m", "rasa_ext", "run", "--model", str(MODEL),
-                             "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
-                             "--interface", "127.0.0.1", "--port", str(self.rasa_port)])
+        self._start("rasa", self.rasa_command())
 
     def _start(self, name: str, command: List[str]) -> None:
         log = open(self.folder / f"{name}.log", "ab")

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 import requests
 
-from devtools.servers import MODEL, ROOT, Servers, Visitor, free_port
+from devtools.servers import ROOT, Servers, Visitor, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -170,9 +170,7 @@ class PlainRasa(Servers):
         self.endpoints.write_text(actions_of.endpoints.read_text().replace(str(actions_of.db), str(self.db)))
 
     def start(self) -> "PlainRasa":
-        self._start("rasa", [sys.executable, "-m", "rasa", "run", "--model", str(MODEL),
-                             "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
-                             "--interface", "127.0.0.1", "--port", str(self.rasa_port)])
+        self._start("rasa", self.rasa_command(patched=False))
         self._wait(self.url + "/", "rasa")
         return self
 
