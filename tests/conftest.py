@@ -36,6 +36,28 @@ def starts_a_server(args: Any) -> bool:
     return module in SERVER_MODULES or any(word.endswith(SERVER_SCRIPTS) for word in words)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n``, ``--dist loadgroup``): a module runs whole on one worker, so that its
+    module-scoped servers start once, and the modules on the shared servers all run on one worker, so that
+    they start once per run; the longest groups are handed out first (ESTIMATES, seconds)."""
+    if not getattr(config.option, "numprocesses", None):
+        return
+    groups: Dict[str, str] = {}
+    for item in items:
+        module = item.module.__name__
+        if "shared_servers" in item.fixturenames or groups.get(module) == "shared-servers":
+            groups[module] = "shared-servers"
+        else:
+            groups.setdefault(module, module)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.module.__name__]))
+    items.sort(key=lambda item: -ESTIMATES.get(groups[item.module.__name__], 0))  # stable: file order kept
+
+
+# Rough seconds per group on the 2-core machine (docs/testing.md): only the order matters.
+ESTIMATES: Dict[str, float] = {}
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     with _ServersRefused(item):
