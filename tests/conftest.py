@@ -36,6 +36,7 @@ def starts_a_server(args: Any) -> bool:
     return module in SERVER_MODULES or any(word.endswith(SERVER_SCRIPTS) for word in words)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into node ids
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``-n``, ``--dist loadgroup``): a module runs whole on one worker, so that its
     module-scoped servers start once, and the modules on the shared servers all run on one worker, so that
@@ -54,8 +55,13 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -ESTIMATES.get(groups[item.module.__name__], 0))  # stable: file order kept
 
 
-# Rough seconds per group on the 2-core machine (docs/testing.md): only the order matters.
-ESTIMATES: Dict[str, float] = {}
+# Rough seconds per group on the 2-core machine (docs/testing.md): only the order matters. The rest come after,
+# in file order.
+ESTIMATES: Dict[str, float] = {
+    "shared-servers": 900, "tests.test_bench": 300, "tests.test_supervisor": 300, "tests.test_cluster": 240,
+    "tests.test_serve_workers": 150, "tests.test_db_faults": 150, "tests.test_lock_store": 120,
+    "tests.test_memory": 100, "tests.test_action_payload": 100, "tests.test_tracker_store": 60,
+}
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -415,6 +415,7 @@ def test_bad_stored_data_never_stops_the_summary(console, caplog):
     assert "secret" not in caplog.text and "3105550134" not in caplog.text  # never its text
 
 
+@pytest.mark.e2e  # starts the console server
 def test_the_console_starts_whatever_is_stored(url, tmp_path):
     engine = db.make_engine(url)
     add_conversation(engine, "conv-ok", [("hello", "greet", 0.9, "action_answer", "Hi")])
