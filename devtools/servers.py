@@ -113,7 +113,8 @@ class Servers:
         log = open(self.folder / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
-    def _wait(self, url: str, name: str, timeout: float = 240) -> None:
+    def _wait(self, url: str, name: str, timeout: float = 600) -> None:
+        # generous: a start took over 4 minutes on the shared 2-core machine at a load average of 20
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.processes[name].poll() is not None:
