@@ -38,21 +38,19 @@ def starts_a_server(args: Any) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into node ids
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``-n``, ``--dist loadgroup``): a module runs whole on one worker, so that its
-    module-scoped servers start once, and the modules on the shared servers all run on one worker, so that
-    they start once per run; the longest groups are handed out first (ESTIMATES, seconds)."""
+    """Under pytest-xdist (``-n``, ``--dist loadgroup``): every test on the shared servers runs on one worker,
+    so that they start once per run; the other tests of a module run together on one worker, so that its
+    module-scoped servers start once (no module-scoped fixture serves both kinds). The longest groups are
+    handed out first (ESTIMATES, seconds)."""
     if not getattr(config.option, "numprocesses", None):
         return
-    groups: Dict[str, str] = {}
+
+    def group(item) -> str:
+        return "shared-servers" if "shared_servers" in item.fixturenames else item.module.__name__
+
     for item in items:
-        module = item.module.__name__
-        if "shared_servers" in item.fixturenames or groups.get(module) == "shared-servers":
-            groups[module] = "shared-servers"
-        else:
-            groups.setdefault(module, module)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.module.__name__]))
-    items.sort(key=lambda item: -ESTIMATES.get(groups[item.module.__name__], 0))  # stable: file order kept
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: -ESTIMATES.get(group(item), 0))  # stable: file order otherwise
 
 
 # Rough seconds per group on the 2-core machine (docs/testing.md): only the order matters. The rest come after,
@@ -60,7 +58,8 @@ def pytest_collection_modifyitems(config, items):
 ESTIMATES: Dict[str, float] = {
     "shared-servers": 900, "tests.test_bench": 300, "tests.test_supervisor": 300, "tests.test_cluster": 240,
     "tests.test_serve_workers": 150, "tests.test_db_faults": 150, "tests.test_lock_store": 120,
-    "tests.test_memory": 100, "tests.test_action_payload": 100, "tests.test_tracker_store": 60,
+    "tests.test_memory": 100, "tests.test_action_payload": 100, "tests.test_patches": 100, "tests.test_door": 90,
+    "tests.test_tracker_store": 60, "tests.console.test_hostile": 60,
 }
 
 
