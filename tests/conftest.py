@@ -36,12 +36,16 @@ def starts_a_server(args: Any) -> bool:
     return module in SERVER_MODULES or any(word.endswith(SERVER_SCRIPTS) for word in words)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into node ids
+@pytest.hookimpl(tryfirst=True)  # before -m selects and pytest-xdist turns the groups into node ids
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``-n``, ``--dist loadgroup``): every test on the shared servers runs on one worker,
     so that they start once per run; the other tests of a module run together on one worker, so that its
     module-scoped servers start once (no module-scoped fixture serves both kinds). The longest groups are
-    handed out first (ESTIMATES, seconds)."""
+    handed out first (ESTIMATES, seconds). And, with or without workers: a test on the shared servers is an
+    ``e2e`` test, marked or not."""
+    for item in items:
+        if "shared_servers" in item.fixturenames and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)
     if not getattr(config.option, "numprocesses", None):
         return
 
