@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared_servers" in item.fixturenames and not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.e2e)
-    if not getattr(config.option, "numprocesses", None):
+    if not getattr(config.option, "loadgroup", False):  # set on the workers of -n ... --dist loadgroup
         return
 
     def group(item) -> str:
