@@ -94,15 +94,22 @@ lint: $(VENV)/.installed
 test-stories: $(MODEL)
 	$(PY) -m rasa_ext test core --model $(MODEL) --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
 
+# The suite in two halves (docs/testing.md): no server and no model (a fresh clone needs only the virtualenv
+# and the spaCy pipeline), then everything that starts a server or loads the trained model.
 test-unit: setup
-	$(PY) -m pytest tests -m "not e2e"
+	$(PY) -m pytest tests -m "not e2e and not model"
 
 test-e2e: $(MODEL) $(WEB_DEPS) chromium nginx
-	$(PY) -m pytest tests -m e2e
+	$(PY) -m pytest tests -m "e2e or model"
+
+# pytest-xdist workers for make test (TEST_WORKERS=1: one process). tests/conftest.py keeps each module on one
+# worker and every module on the shared servers on the same one, so no server starts twice (docs/testing.md).
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 test: lint validate $(MODEL) $(WEB_DEPS) chromium nginx
 	$(MAKE) --no-print-directory test-stories
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests $(XDIST)
 
 # Generalisation of the NLU model: 5-fold cross-validation on data/nlu.yml (five trainings: about 7 minutes
 # on the shared 2-core machine, see the README).

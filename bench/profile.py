@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from bench import load, servers
+from devtools.servers import MODEL
 
 CPU_TIMES: List[float] = []  # process CPU seconds of each message, in order
 
@@ -76,7 +77,7 @@ async def conversation(endpoints: Path, turns: int, at: Sequence[int], top: int,
     from rasa.core.channels import UserMessage
     from rasa.core.utils import AvailableEndpoints
 
-    agent = await load_agent(model_path=str(servers.MODEL), endpoints=AvailableEndpoints.read_endpoints(str(endpoints)))
+    agent = await load_agent(model_path=str(MODEL), endpoints=AvailableEndpoints.read_endpoints(str(endpoints)))
     sender = uuid.uuid4().hex
     timings = []
     for turn in range(1, turns + 1):

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -21,19 +19,13 @@ from typing import Dict, List, Optional
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "models" / "clinic.tar.gz"
+from devtools.servers import ROOT, Servers, free_port
+
 RASA = str(Path(sys.executable).parent / "rasa")
 BASE_ENV = {"RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", "SANIC_WORKERS": "1",
             "PYTHONWARNINGS": "ignore::DeprecationWarning", "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
             # the load comes from one address and each sender talks as fast as answered: no fair-share limit
             "CLINIC_RATE_PER_ADDRESS": "0", "CLINIC_RATE_PER_CONVERSATION": "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -113,39 +105,19 @@ class Assistant:
 def project(folder: Path, workers: int = 1, extra_env: Optional[Dict[str, str]] = None,
             patched: bool = True) -> Assistant:
     """The project's assistant on a fresh SQLite database in ``folder`` (``patched=False``: served by
-    Rasa as released, without ``rasa_ext.patches``, to measure what the patches change)."""
-    action_port, rasa_port = free_port(), free_port()
-    db = folder / "conversations.db"
-    endpoints = folder / "endpoints.yml"
-    text = (f'action_endpoint:\n  url: "http://127.0.0.1:{action_port}/webhook"\n'
-            "  headers:\n    X-Action-Token: ${ACTION_SERVER_TOKEN}\n"
-            # The project's tracker store, as endpoints.yml configures it (it creates its tables at start).
-            "tracker_store:\n  type: rasa_ext.tracker_store.ResilientSQLTrackerStore\n"
-            f"  dialect: sqlite\n  db: {db}\n")
+    Rasa as released, without ``rasa_ext.patches``, to measure what the patches change): the servers,
+    ports, endpoints and secrets of the tests' harness (devtools.servers), started and timed here."""
+    servers = Servers(folder, env={**BASE_ENV, "SANIC_WORKERS": str(workers), **(extra_env or {})})
     if workers > 1:
         # Several Sanic workers need a lock store they all share (rasa/core/utils.py ignores
         # SANIC_WORKERS otherwise): the project's atomic Redis lock store (rasa_ext/lock_store.py), with a
         # Redis key prefix of this run's own.
-        text += ("lock_store:\n  type: rasa_ext.lock_store.AtomicRedisLockStore\n  url: 127.0.0.1\n  port: 6379\n"
-                 f"  key_prefix: bench{rasa_port}\n")
-    endpoints.write_text(text)
-    env = {**os.environ, **BASE_ENV, "PYTHONPATH": str(ROOT), "CLINIC_ENDPOINTS": str(endpoints),
-           "SANIC_WORKERS": str(workers), "CLINIC_SESSION_SECRET_FILE": str(folder / "session_secret"),
-           **(extra_env or {})}
-    env.pop("CLINIC_DB_URL", None)
-    # The secret both servers share (contracts #5).
-    if not env.get("ACTION_SERVER_TOKEN"):
-        env["ACTION_SERVER_TOKEN"] = secrets.token_hex(32)
-    url = f"http://127.0.0.1:{rasa_port}"
-    return Assistant(
-        name="project", folder=folder, env=env, cwd=ROOT, url=url,
-        commands={
-            "actions": [sys.executable, "-m", "actions", "--port", str(action_port)],
-            "rasa": [sys.executable, "-m", "rasa_ext" if patched else "rasa", "run", "--model", str(MODEL),
-                     "--endpoints", str(endpoints), "--credentials", str(ROOT / "credentials.yml"),
-                     "--interface", "127.0.0.1", "--port", str(rasa_port)],
-        },
-        health={"actions": f"http://127.0.0.1:{action_port}/health", "rasa": url + "/"})
+        with servers.endpoints.open("a") as endpoints:
+            endpoints.write("lock_store:\n  type: rasa_ext.lock_store.AtomicRedisLockStore\n  url: 127.0.0.1\n"
+                            f"  port: 6379\n  key_prefix: bench{servers.rasa_port}\n")
+    return Assistant(name="project", folder=folder, env=servers.env, cwd=ROOT, url=servers.url,
+                     commands={"actions": servers.action_command(), "rasa": servers.rasa_command(patched)},
+                     health=servers.health)
 
 
 def make_stock_bot(folder: Path, epochs: Optional[int] = None) -> Path:

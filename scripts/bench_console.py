@@ -28,7 +28,7 @@ import sqlalchemy as sa  # noqa: E402
 from console import auth, db, summary  # noqa: E402
 from console.app import create_app  # noqa: E402
 from console.links import conversation_key  # noqa: E402
-from tests import fake_conversations  # noqa: E402
+from devtools import fake_conversations  # noqa: E402
 
 PAGE_TARGET_MS = 300  # "under the time a person notices"
 EXPORT_TARGET_MS = 10_000  # a full export of every conversation is a download, not a page

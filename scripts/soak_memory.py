@@ -28,14 +28,14 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import MODEL, Servers  # noqa: E402  (the tests' way of starting real servers)
+from devtools.servers import Servers  # noqa: E402  (the harness the tests use too)
 
 
 class SoakServers(Servers):
@@ -44,14 +44,12 @@ class SoakServers(Servers):
 
     def __init__(self, folder: Path, unpatched: bool, api: bool) -> None:
         super().__init__(folder)
-        self.module = "rasa" if unpatched else "rasa_ext"
+        self.patched = not unpatched
         self.api_token = secrets.token_hex(16) if api else None
 
-    def _start_rasa(self) -> None:
+    def rasa_command(self, patched: bool = True) -> List[str]:
         api = ["--enable-api", "--auth-token", self.api_token] if self.api_token else []
-        self._start("rasa", [sys.executable, "-m", self.module, "run", "--model", str(MODEL),
-                             "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
-                             "--interface", "127.0.0.1", "--port", str(self.rasa_port), *api])
+        return super().rasa_command(patched and self.patched) + api
 
 
 def rss_mb(pid: int) -> float:

@@ -1,5 +1,5 @@
 """The conversation-level probe: how the assistant answers messages it never saw, through the real
-servers (tests/servers.py: the action server and the Rasa server over REST, a fresh SQLite database).
+servers (devtools/servers.py: the action server and the Rasa server over REST, a fresh SQLite database).
 
     python -m tests.answer_probe [tests/data/answer_probe.yml] [--show-misses] [--json OUT]
     python -m tests.answer_probe --write-nlu tests/data/nlu_probe_pain.yml
@@ -113,7 +113,7 @@ def run(path: Path, show_misses: bool) -> Dict[str, Any]:
 
 def run_all(paths: List[Path], show_misses: bool) -> Dict[Path, Dict[str, Any]]:
     """Runs each probe of ``paths`` through one start of the servers."""
-    from tests.servers import Servers, Visitor
+    from devtools.servers import Servers, Visitor
 
     class PatientServers(Servers):
         def _wait(self, url: str, name: str, timeout: float = START_TIMEOUT) -> None:

@@ -20,7 +20,7 @@ import psycopg2
 import yaml
 from psycopg2 import sql
 
-from tests.servers import MODEL, free_port
+from devtools.servers import MODEL, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": int(os.environ.get("PGPORT", "5432")),

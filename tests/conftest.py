@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
@@ -21,6 +22,87 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("CLINIC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+# What a test without the ``e2e`` mark may not start (``make test-unit`` runs with no server and no model):
+# the modules and scripts that serve on a port.
+SERVER_MODULES = {"actions", "rasa", "rasa_ext", "console", "web.server", "bench", "http.server"}
+SERVER_SCRIPTS = ("serve.py", "cluster.py", "soak_memory.py")
+
+
+def starts_a_server(args: Any) -> bool:
+    """Whether a command line (as given to ``subprocess.Popen``) starts one of the project's servers."""
+    words = [str(word) for word in ([args] if isinstance(args, (str, bytes, os.PathLike)) else args)]
+    if len(words) == 1:
+        words = words[0].split()
+    module = next((words[i + 1] for i, word in enumerate(words[:-1]) if word == "-m"), None)
+    return module in SERVER_MODULES or any(word.endswith(SERVER_SCRIPTS) for word in words)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects and pytest-xdist turns the groups into node ids
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n``, ``--dist loadgroup``): every test on the shared servers runs on one worker,
+    so that they start once per run; the other tests of a module run together on one worker, so that its
+    module-scoped servers start once (no module-scoped fixture serves both kinds). The longest groups are
+    handed out first (ESTIMATES, seconds). And, with or without workers: a test on the shared servers is an
+    ``e2e`` test, marked or not."""
+    for item in items:
+        if "shared_servers" in item.fixturenames and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)
+    if not getattr(config.option, "loadgroup", False):  # set on the workers of -n ... --dist loadgroup
+        return
+
+    def group(item) -> str:
+        return "shared-servers" if "shared_servers" in item.fixturenames else item.module.__name__
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: -ESTIMATES.get(group(item), 0))  # stable: file order otherwise
+
+
+# Rough seconds per group on the 2-core machine (docs/testing.md): only the order matters. The rest come after,
+# in file order.
+ESTIMATES: Dict[str, float] = {
+    "shared-servers": 900, "tests.test_bench": 300, "tests.test_supervisor": 300, "tests.test_cluster": 240,
+    "tests.test_serve_workers": 150, "tests.test_db_faults": 150, "tests.test_lock_store": 120,
+    "tests.test_memory": 100, "tests.test_action_payload": 100, "tests.test_patches": 100, "tests.test_door": 90,
+    "tests.test_tracker_store": 60, "tests.console.test_hostile": 60,
+}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _ServersRefused(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _ServersRefused(item):
+        yield
+
+
+class _ServersRefused:
+    """Fails a test that starts a server (in its fixtures or its body) without the ``e2e`` mark."""
+
+    def __init__(self, item) -> None:
+        self.item = item
+        self.original = subprocess.Popen.__init__
+
+    def __enter__(self) -> None:
+        if self.item.get_closest_marker("e2e"):
+            return
+        original, name = self.original, self.item.nodeid
+
+        def refusing(popen, args, *rest, **kwargs):
+            if starts_a_server(args):
+                raise AssertionError(f"{name} starts a server ({args!r}) without the e2e mark")
+            original(popen, args, *rest, **kwargs)
+        subprocess.Popen.__init__ = refusing
+
+    def __exit__(self, *exc) -> None:
+        subprocess.Popen.__init__ = self.original
+
+
+
 @pytest.fixture(scope="session")
 def knowledge() -> Knowledge:
     return get_knowledge()
@@ -31,23 +113,36 @@ def domain() -> Dict[str, Any]:
     return yaml.safe_load((ROOT / "domain.yml").read_text())
 
 
+# The web page origin the socket.io tests connect from (test_channels.py), besides the demo page's own.
+PAGE_ORIGIN = "http://localhost:8000"
+
+
 @pytest.fixture(scope="session")
 def shared_servers(tmp_path_factory):
     """The real Rasa and action servers on a SQLite database, with the channels ``make run`` opens when
-    CALLBACK_URL is set (the project's credentials.yml and the callback channel, whose URL here is a port
-    nobody listens on: Rasa's own RestInput, its failures logged by Rasa itself). Started once for the modules
-    that need nothing else (a start takes about 35 s on the 2-core machine): test_action_server.py,
-    test_door.py, test_e2e.py, test_fuzz.py. Each test talks as visitors of its own; a test that stops or
-    restarts a server starts it again before it ends."""
+    CALLBACK_URL and WEB_ORIGINS are set: the project's credentials.yml, the callback channel posting to a
+    local receiver (``shared_servers.receiver``, :class:`devtools.servers.Receiver`), and socket.io open to
+    PAGE_ORIGIN and to the demo page on ``shared_servers.web_port`` (test_web.py serves it there).
+
+    Started once for every module that needs nothing else (a start takes 30-45 s on the 2-core machine):
+    test_action_server, test_channels, test_door, test_e2e, test_fuzz, test_never_silent, test_patches and
+    test_web. Each test talks as visitors of its own and reads back only its own visitors' conversations
+    and callbacks; a test that stops, pauses or kills a server brings it back before it ends."""
+    from devtools.servers import Receiver, Servers, free_port
     from scripts import credentials
-    from tests.servers import Servers
 
     folder = tmp_path_factory.mktemp("shared-servers")
+    receiver = Receiver()
+    web_port = free_port()
     path = folder / "credentials.yml"
-    credentials.write(credentials.render({"CALLBACK_URL": "http://127.0.0.1:9/bot"}), path)
-    running = Servers(folder, credentials=path).start()
+    credentials.write(credentials.render({"CALLBACK_URL": receiver.url,
+                                          "WEB_ORIGINS": f"{PAGE_ORIGIN},http://127.0.0.1:{web_port}"}), path)
+    running = Servers(folder, credentials=path)
+    running.receiver, running.web_port = receiver, web_port
+    running.start()
     yield running
     running.stop()
+    receiver.close()
 
 
 @pytest.fixture()

@@ -24,8 +24,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from core.payload import payload_window_start
+from devtools.servers import MODEL, Servers
 from rasa_ext import patches
-from tests.servers import MODEL, Servers
 
 patches.apply()
 
@@ -141,6 +141,7 @@ def conversed(action_server) -> Dict[str, Any]:
         return asyncio.run(_converse(action_server, conversations))
 
 
+@pytest.mark.e2e
 def test_the_action_server_answers_the_window_as_it_answers_the_whole_session(action_server, conversed) -> None:
     seen = conversed
     assert seen["differences"] == []
@@ -250,6 +251,7 @@ async def _earliest_reads(payloads: List[Dict[str, Any]]) -> List[Tuple[str, int
     return reads
 
 
+@pytest.mark.e2e
 def test_no_action_reads_an_event_before_the_window(conversed, tmp_path, monkeypatch) -> None:
     """Every action of the conversations, run again on the whole session it would have been sent without
     the window: it reads no event before the window."""

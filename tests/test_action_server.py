@@ -21,9 +21,9 @@ import yaml
 from rasa_sdk import __version__ as SDK_VERSION
 
 from core.store import RequestStore
+from devtools.servers import Visitor, free_port
 from tests.conftest import ROOT
 from tests.expectations import PHONE
-from tests.servers import Visitor, free_port
 
 HEADER = "X-Action-Token"
 MARKER = "Zanzibar-7f3e"  # visitor text that must never come back in a response or reach the log
@@ -113,12 +113,14 @@ def texts_of(response: requests.Response) -> str:
 
 # --- The shared secret -------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_a_call_with_the_secret_is_answered(server):
     response = server.call("action_answer", tracker_state("what is fibromyalgia?", "ask_what_is_fibromyalgia"))
     assert response.status_code == 200
     assert "fibromyalgia" in texts_of(response).lower()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("token", [None, "", "wrong", "x" * 64, "é" * 64])
 def test_a_call_without_the_right_secret_is_refused(server, token):
     response = server.call("action_answer", tracker_state(f"what is {MARKER}?", "ask_what_is_fibromyalgia"),
@@ -127,11 +129,13 @@ def test_a_call_without_the_right_secret_is_refused(server, token):
     assert response.json() == {"error": "unauthorized"}
 
 
+@pytest.mark.e2e
 def test_a_secret_that_only_starts_right_is_refused(server):
     for token in (server.token[:-1], server.token + "0", server.token.upper()):
         assert server.call("action_answer", tracker_state(), token=token).status_code == 401
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("method, path", [("OPTIONS", "/webhook"), ("OPTIONS", "/actions"), ("OPTIONS", "/health"),
                                           ("OPTIONS", "/"), ("OPTIONS", "/nowhere"), ("PUT", "/webhook"),
                                           ("DELETE", "/actions"), ("POST", "/health"), ("GET", "/nowhere")])
@@ -142,6 +146,7 @@ def test_everything_but_get_health_without_the_secret_is_401(server, method, pat
     assert not any(name.lower().startswith("access-control") for name in response.headers)
 
 
+@pytest.mark.e2e
 def test_the_list_of_actions_needs_the_secret_and_the_health_check_does_not(server):
     assert requests.get(server.url("/actions"), timeout=10).status_code == 401
     assert requests.get(server.url("/actions"), headers={HEADER: server.token}, timeout=10).status_code == 200
@@ -150,6 +155,7 @@ def test_the_list_of_actions_needs_the_secret_and_the_health_check_does_not(serv
 
 # --- JSON only, and no echo ----------------------------------------------------------------------------
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "", "application/jsonx"])
 def test_a_body_that_is_not_json_is_refused(server, content_type):
     body = json.dumps(action_call("action_answer", tracker_state(MARKER, "ask_what_is_fibromyalgia")))
@@ -159,6 +165,7 @@ def test_a_body_that_is_not_json_is_refused(server, content_type):
     assert MARKER not in response.text
 
 
+@pytest.mark.e2e
 def test_json_with_a_charset_is_accepted(server):
     body = json.dumps(action_call("action_answer", tracker_state("hi", "greet")))
     headers = {HEADER: server.token, "Content-Type": "application/json; charset=utf-8"}
@@ -170,6 +177,7 @@ def test_json_with_a_charset_is_accepted(server):
     {"next_action": "action_answer", "tracker": {"latest_message": {"text": MARKER}}},
     [MARKER], MARKER,
 ])
+@pytest.mark.e2e
 def test_errors_never_send_the_request_back(server, body):
     response = requests.post(server.url("/webhook"), json=body, headers={HEADER: server.token}, timeout=10)
     assert 400 <= response.status_code < 600
@@ -177,6 +185,7 @@ def test_errors_never_send_the_request_back(server, body):
     assert set(response.json()) == {"error"}
 
 
+@pytest.mark.e2e
 def test_malformed_json_is_a_plain_400(server):
     headers = {HEADER: server.token, "Content-Type": "application/json"}
     response = requests.post(server.url("/webhook"), data=b'{"tracker": "' + MARKER.encode(), headers=headers,
@@ -187,6 +196,7 @@ def test_malformed_json_is_a_plain_400(server):
 
 # --- One visitor cannot freeze the others ----------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_a_hostile_answer_does_not_make_another_visitor_wait(server):
     """Issue 11 row 1: 100 KB of address characters at the email question took 7 s of the one event loop."""
     slow: Dict[str, Any] = {}
@@ -228,6 +238,7 @@ def submission(slots: Dict[str, Any], sender: Optional[str] = None, client: Opti
     {"phone": 3105550134}, {"callback_time": "x"}, {"callback_time": ["mornings"]}, {"email": "not an address"},
     {"email": "maria@example.com<script>"}, {"reason": "r" * 5000}, {"name": None}, {"confirmed": "yes"},
 ])
+@pytest.mark.e2e
 def test_a_forged_submission_stores_nothing_and_the_visitor_is_told_to_call(server, forged):
     sender = uuid.uuid4().hex
     response = server.call("action_submit_consultation", submission({**GOOD, **forged}, sender))
@@ -240,6 +251,7 @@ def test_a_forged_submission_stores_nothing_and_the_visitor_is_told_to_call(serv
     assert {"event": "slot", "timestamp": None, "name": "name", "value": None} in events
 
 
+@pytest.mark.e2e
 def test_the_same_request_through_the_form_is_stored(server):
     sender = uuid.uuid4().hex
     response = server.call("action_submit_consultation", submission(GOOD, sender))
@@ -249,6 +261,7 @@ def test_the_same_request_through_the_form_is_stored(server):
                                                                           "maria@example.com", None)
 
 
+@pytest.mark.e2e
 @pytest.mark.postgres
 def test_two_action_servers_share_the_limits_in_postgresql(tmp_path, pg_schema_url):
     """Six confirmations of one conversation at once, spread over two action servers: two are stored."""
@@ -281,6 +294,7 @@ def test_two_action_servers_share_the_limits_in_postgresql(tmp_path, pg_schema_u
 
 # --- Start-up and logs -------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("token, problem", [(None, "ACTION_SERVER_TOKEN is not set"), ("", "is not set"),
                                             ("short", "at least 16 characters")])
 def test_the_server_refuses_to_start_without_its_secret(tmp_path, token, problem):
@@ -295,6 +309,7 @@ def test_the_server_refuses_to_start_without_its_secret(tmp_path, token, problem
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_the_log_names_conversations_but_holds_no_visitor_text(server):
     server.call("action_submit_consultation", submission({**GOOD, "name": f"<b>{MARKER}</b>"}, "forged-conv"))
     requests.post(server.url("/webhook"), json={"next_action": "action_answer", "marker": MARKER},
@@ -320,6 +335,7 @@ def test_the_endpoints_files_send_the_secret_from_the_environment(monkeypatch):
         assert endpoint.headers == {HEADER: "s3cret-token-0123456789"}, name
 
 
+@pytest.mark.e2e
 def test_the_rasa_server_calls_the_action_server_with_the_secret(shared_servers):
     assert "fibromyalgia" in Visitor(shared_servers).says("what is fibromyalgia?").lower()
     # and the action server refuses whoever does not know it

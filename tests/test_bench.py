@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # starts real servers
+
 ROOT = Path(__file__).resolve().parent.parent
 # The stock bot is trained once and kept (build/ is not committed); delete the folder to rebuild it. It is
 # trained with 2 epochs (Rasa's default configuration otherwise): this tests the harness, not the figures,

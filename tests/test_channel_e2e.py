@@ -20,12 +20,11 @@ import pytest
 import requests
 import socketio
 
+from devtools.servers import Receiver, Servers, Visitor
 from scripts import credentials
 from tests import platforms
 from tests.expectations import PHONE, TOPIC_PHRASES, contains_all
 from tests.platforms import StandIn
-from tests.servers import Servers, Visitor
-from tests.test_channels import Receiver
 
 pytestmark = pytest.mark.e2e
 

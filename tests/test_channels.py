@@ -3,22 +3,17 @@ end-to-end tests use (every channel with the real servers: tests/test_channel_e2
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import stat
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List
 
 import pytest
 import yaml
 
 from channels.origins import parse_origins
+from devtools.servers import ROOT
 from scripts import credentials
-from tests.servers import ROOT
 
 SECRETS = {
     "SLACK_TOKEN": "xoxb-slack-token-4c1b",
@@ -131,38 +126,3 @@ def test_the_script_refuses_a_regex_origin_and_writes_nothing(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "WEB_ORIGINS" in result.stderr
     assert not out.exists()
-
-
-# --- the real servers --------------------------------------------------------------------------------
-
-class Receiver:
-    """A local HTTP server standing in for the integrator's callback endpoint."""
-
-    def __init__(self) -> None:
-        received: "queue.Queue[Dict[str, Any]]" = queue.Queue()
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.put({"path": self.path, "json": json.loads(body)})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bot"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def messages(self, until: Callable[[List[Dict[str, Any]]], bool], timeout: float = 60) -> List[Dict[str, Any]]:
-        got: List[Dict[str, Any]] = []
-        while not until(got):
-            got.append(self.received.get(timeout=timeout))
-        return got
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

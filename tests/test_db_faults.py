@@ -22,7 +22,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.servers import ROOT, Servers, Visitor
+from devtools.servers import ROOT, Servers, Visitor
 from tests.test_tracker_store import PgDatabase
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]

@@ -29,10 +29,9 @@ import structlog
 from channels import door
 from core import privacy
 from core.knowledge_loader import get_knowledge
+from devtools.servers import ROOT, Receiver, Servers, Visitor, free_port
 from scripts import credentials
 from tests.expectations import TOPIC_PHRASES, contains_all
-from tests.servers import ROOT, Servers, Visitor, free_port
-from tests.test_channels import Receiver
 
 KNOWLEDGE = get_knowledge()
 TOO_LONG = KNOWLEDGE.door["too_long"]
@@ -218,7 +217,7 @@ def test_install_filters_every_logger_of_the_process_whatever_its_handlers():
 
 @pytest.fixture(scope="module")
 def servers(shared_servers) -> Servers:
-    return shared_servers  # with the callback channel, shared with three other modules (conftest.py)
+    return shared_servers  # with the callback channel, shared with other modules (conftest.py)
 
 
 def post(servers: Servers, body: Any, raw: bool = False, headers: Any = None) -> requests.Response:

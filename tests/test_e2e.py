@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 
 from core.knowledge_loader import get_knowledge
+from devtools.servers import Servers, Visitor
 from tests.expectations import PHONE, THERAPY_PHRASES, TOPIC_PHRASES, contains_all
-from tests.servers import Servers, Visitor
 
 pytestmark = pytest.mark.e2e
 
@@ -17,7 +17,7 @@ KNOWLEDGE = get_knowledge()
 
 @pytest.fixture(scope="module")
 def servers(shared_servers) -> Servers:
-    return shared_servers  # shared with test_action_server.py, test_door.py and test_fuzz.py (conftest.py)
+    return shared_servers  # shared with other modules (conftest.py)
 
 
 def rows(servers: Servers, sender: str):

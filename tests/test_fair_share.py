@@ -22,7 +22,7 @@ import requests
 import socketio
 
 from core.knowledge_loader import get_knowledge
-from tests.servers import Servers
+from devtools.servers import Servers
 
 pytestmark = pytest.mark.e2e
 

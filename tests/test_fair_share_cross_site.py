@@ -16,7 +16,7 @@ import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
-from tests.servers import Servers, free_port
+from devtools.servers import Servers, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -25,8 +25,8 @@ import socketio
 
 from channels import door
 from core.knowledge_loader import get_knowledge
+from devtools.servers import Servers, Visitor
 from tests.expectations import TOPIC_PHRASES, contains_all
-from tests.servers import Servers, Visitor
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +144,7 @@ def uuid_hex(rng: random.Random) -> str:
 
 @pytest.fixture(scope="module")
 def servers(shared_servers) -> Servers:
-    return shared_servers  # shared with test_action_server.py, test_door.py and test_e2e.py (conftest.py)
+    return shared_servers  # shared with other modules (conftest.py)
 
 
 def fuzz_rest(servers: Servers, fuzz: Fuzz, count: int) -> List[str]:

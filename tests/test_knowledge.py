@@ -163,6 +163,7 @@ def test_no_therapy_is_invented(knowledge, text):
     assert knowledge.therapy_in_text(text) is None
 
 
+@pytest.mark.e2e  # starts the action server (which must refuse)
 def test_the_action_server_refuses_to_start_on_broken_knowledge(knowledge_copy):
     edit_yaml(knowledge_copy / "topics.yml", lambda d: d["topics"].pop("doctor"))
     env = {**os.environ, "CLINIC_KNOWLEDGE_DIR": str(knowledge_copy), "PYTHONPATH": str(ROOT)}

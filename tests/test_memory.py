@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 import pytest
 import requests
 
-from tests.servers import MODEL, Servers, Visitor
+from devtools.servers import MODEL, Servers, Visitor
 
 KNOWN = ["does water therapy help with fibro back pain?", "Chest pain and I can't breathe",
          "I'd like to book a consultation", "what is biofeedback", "hello"]
@@ -37,6 +37,7 @@ def spacy_models(agent: Any) -> List[Any]:
     return models
 
 
+@pytest.mark.model
 def test_vocabulary_is_reloaded_and_parses_the_same(monkeypatch) -> None:
     from rasa.core.agent import Agent
 

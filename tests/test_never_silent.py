@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 import requests
 
-from tests.servers import MODEL, ROOT, Servers, Visitor, free_port
+from devtools.servers import ROOT, Servers, Visitor, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -31,11 +31,9 @@ DEFAULT_ACTION_TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory) -> Iterator[Servers]:
-    running = Servers(tmp_path_factory.mktemp("never-silent")).start()
-    yield running
-    _revive(running)
-    running.stop()
+def servers(shared_servers) -> Iterator[Servers]:
+    yield shared_servers  # shared with other modules (conftest.py): every test here revives what it broke
+    _revive(shared_servers)
 
 
 def _revive(servers: Servers) -> None:
@@ -172,9 +170,7 @@ class PlainRasa(Servers):
         self.endpoints.write_text(actions_of.endpoints.read_text().replace(str(actions_of.db), str(self.db)))
 
     def start(self) -> "PlainRasa":
-        self._start("rasa", [sys.executable, "-m", "rasa", "run", "--model", str(MODEL),
-                             "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
-                             "--interface", "127.0.0.1", "--port", str(self.rasa_port)])
+        self._start("rasa", self.rasa_command(patched=False))
         self._wait(self.url + "/", "rasa")
         return self
 

@@ -19,10 +19,10 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 from jsonschema import ValidationError
 
+from devtools.servers import Visitor
 from rasa_ext import patches, speed
 from rasa_ext.rule_policy import WindowedRulePolicy
 from rasa_ext.version import PatchError
-from tests.servers import Servers, Visitor
 
 patches.apply()
 
@@ -48,19 +48,19 @@ CONVERSATIONS = [
 
 
 @pytest.fixture(scope="module")
-def stored_events(tmp_path_factory) -> List[Dict[str, Any]]:
-    """Every event (as the tracker store keeps it) of the scripted conversations with the real servers."""
-    folder = tmp_path_factory.mktemp("patches")
-    servers = Servers(folder).start()
-    try:
-        for messages in CONVERSATIONS:
-            visitor = Visitor(servers)
-            for text in messages:
-                visitor.say(text)
-    finally:
-        servers.stop()
-    with sqlite3.connect(servers.db) as db:
-        rows = db.execute("SELECT sender_id, data FROM events ORDER BY id").fetchall()
+def stored_events(shared_servers) -> List[Dict[str, Any]]:
+    """Every event (as the tracker store keeps it) of the scripted conversations with the real servers
+    (the shared pair: only these conversations' events are read back)."""
+    senders = []
+    for messages in CONVERSATIONS:
+        visitor = Visitor(shared_servers)
+        senders.append(visitor.sender)
+        for text in messages:
+            visitor.say(text)
+    marks = ",".join("?" * len(senders))
+    with sqlite3.connect(shared_servers.db) as db:
+        rows = db.execute(f"SELECT sender_id, data FROM events WHERE sender_id IN ({marks}) ORDER BY id",
+                          senders).fetchall()
     return [{"sender_id": sender, **json.loads(data)} for sender, data in rows]
 
 
@@ -155,6 +155,7 @@ def test_a_later_class_that_comes_first_in_rasas_walk_wins_as_before() -> None:
     assert Event.resolve_by_type("undo") is original("undo") is ActionReverted
 
 
+@pytest.mark.e2e
 def test_the_conversations_cover_every_kind_of_turn(stored_events) -> None:
     names = {event["event"] for event in stored_events}
     assert {"session_started", "action", "user", "bot", "slot", "active_loop", "user_featurization"} <= names
@@ -164,6 +165,7 @@ def _deserialised(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return [Event.from_parameters(copy.deepcopy(event)).as_dict() for event in events]
 
 
+@pytest.mark.e2e
 def test_stored_events_deserialise_to_the_same_events(stored_events, monkeypatch) -> None:
     events = [{k: v for k, v in event.items() if k != "sender_id"} for event in stored_events]
     patched = _deserialised(events)
@@ -171,6 +173,7 @@ def test_stored_events_deserialise_to_the_same_events(stored_events, monkeypatch
     assert patched == _deserialised(events)
 
 
+@pytest.mark.e2e
 def test_stored_trackers_rebuild_to_the_same_state(stored_events, monkeypatch) -> None:
     domain = Domain.load(str(ROOT / "domain.yml"))
     by_sender: Dict[str, List[Dict[str, Any]]] = {}
@@ -237,6 +240,7 @@ INVALID_RESPONSES = [
 ]
 
 
+@pytest.mark.e2e
 def test_valid_action_responses_are_accepted_as_before(stored_events) -> None:
     action = _action()
     original = RemoteAction._validate_action_result.__wrapped__
@@ -295,6 +299,7 @@ def _same_prediction(policy, tracker, domain) -> Any:
     return original
 
 
+@pytest.mark.model
 def test_rule_policy_predicts_as_before_at_every_step_of_every_story(rule_policy) -> None:
     """Every prefix (before each action) of every training and test story and rule."""
     from rasa.shared.core.generator import TrainingDataGenerator
@@ -381,6 +386,7 @@ def _generated_conversations(policy, domain, conversations: int, seed: int = 9) 
     return checked
 
 
+@pytest.mark.model
 def test_rule_policy_predicts_as_before_in_long_generated_conversations(rule_policy) -> None:
     policy, domain = rule_policy
     checked = _generated_conversations(policy, domain, conversations=12)
@@ -389,6 +395,7 @@ def test_rule_policy_predicts_as_before_in_long_generated_conversations(rule_pol
             "action_back", "action_restart", "rejected"} <= checked, checked
 
 
+@pytest.mark.model
 def test_rule_policy_predicts_as_before_when_rules_return_to_an_interrupted_form(rule_policy) -> None:
     """The project's rules never mark a form as interrupted: a copy of the policy with unhappy-path rules
     that do (``LOOP_WAS_INTERRUPTED`` after an answer given while the form is active, as a rule that
@@ -407,6 +414,7 @@ def test_rule_policy_predicts_as_before_when_rules_return_to_an_interrupted_form
     assert "interrupted" in _generated_conversations(interrupting, domain, conversations=6, seed=3)
 
 
+@pytest.mark.model
 def test_rule_policy_lets_rasa_decide_when_its_key_of_all_states_may_be_a_rule_not_in_stories(rule_policy) -> None:
     """With no rule for the history, Rasa's key of all its states decides ``hide_rule_turn``: a copy of the
     policy whose ``rules_not_in_stories`` holds that key hides the turn, patched or not."""
@@ -429,6 +437,7 @@ def test_rule_policy_lets_rasa_decide_when_its_key_of_all_states_may_be_a_rule_n
     _same_prediction(hiding, tracker, domain)
 
 
+@pytest.mark.model
 def test_rule_policy_builds_only_the_last_states_of_a_long_conversation(rule_policy, monkeypatch) -> None:
     from rasa.core.policies.rule_policy import RulePolicy
     from rasa.shared.core.events import ActionExecuted, UserUttered
@@ -481,6 +490,7 @@ def test_undoing_reverted_turns_removes_the_same_events() -> None:
             assert mine == theirs
 
 
+@pytest.mark.e2e
 def test_applied_events_of_real_conversations_are_the_same(stored_events, monkeypatch) -> None:
     from rasa.shared.core.events import UserUtteranceReverted
 
@@ -657,6 +667,7 @@ def test_tracker_copies_of_random_conversations_are_rasas_replays() -> None:
     assert compared > 1500
 
 
+@pytest.mark.e2e
 def test_tracker_copies_of_real_conversations_are_rasas_replays(stored_events) -> None:
     domain = Domain.load(str(ROOT / "domain.yml"))
     conversations: Dict[str, List[Dict[str, Any]]] = {}

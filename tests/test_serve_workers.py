@@ -17,8 +17,10 @@ import pytest
 import requests
 import websockets
 
-from tests.servers import ROOT, free_port
+from devtools.servers import ROOT, free_port
 from tests.test_supervisor import Run, children, run_env, running
+
+pytestmark = pytest.mark.e2e  # starts real servers
 
 BOOKING = ["I'd like to book a consultation", "Jane Doe", "555-201-3344", "mornings", "jane@example.com", "skip",
            "yes"]

@@ -25,8 +25,8 @@ import pytest
 import requests
 import yaml
 
+from devtools.servers import MODEL, ROOT, free_port
 from scripts.supervisor import check_health
-from tests.servers import MODEL, ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from scripts import credentials
+from devtools.servers import ROOT, Servers
 from tests.expectations import PHONE, TOPIC_PHRASES
-from tests.servers import ROOT, Servers, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -34,18 +33,13 @@ SESSION_ID = r"[A-Za-z0-9._:-]{16,200}"  # what the widget accepts from session_
 
 
 @pytest.fixture(scope="module")
-def web_port() -> int:
-    return free_port()
+def web_port(shared_servers) -> int:
+    return shared_servers.web_port  # an allowed socket.io origin of the shared servers (conftest.py)
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, web_port) -> Iterator[Servers]:
-    folder = tmp_path_factory.mktemp("web")
-    path = folder / "credentials.yml"
-    credentials.write(credentials.render({"WEB_ORIGINS": f"http://127.0.0.1:{web_port}"}), path)
-    running = Servers(folder, credentials=path).start()
-    yield running
-    running.stop()
+def servers(shared_servers) -> Servers:
+    return shared_servers
 
 
 @pytest.fixture(scope="module")

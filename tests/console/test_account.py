@@ -10,17 +10,15 @@ import sqlalchemy as sa
 
 from console import auth, db
 from core.store import consultation_requests
-from tests.console_support import (
+from tests.console.support import (
     EMAIL,
     PASSWORD,
     audit_rows,
-    console,  # noqa: F401 - fixture
     csrf_of,
     make_app,
     page,
     sign_in,
     signed_in_client,
-    url,  # noqa: F401 - fixture
 )
 
 

@@ -23,12 +23,12 @@ from werkzeug.serving import make_server
 from console import auth, db, queries, redaction, summary
 from console.links import conversation_id
 from core.store import consultation_requests
-from tests.console_support import (
+from devtools.servers import ROOT, free_port
+from tests.console.support import (
     EMAIL,
     PASSWORD,
     add_conversation,
     audit_rows,
-    console,  # noqa: F401 - fixture
     csrf_of,
     ids,
     make_app,
@@ -36,9 +36,7 @@ from tests.console_support import (
     sign_in,
     signed_in_client,
     transcript_path,
-    url,  # noqa: F401 - fixture
 )
-from tests.servers import ROOT, free_port
 
 NUL_TEXT = "hi\x00there \x1b[31mred\x07 \ud800 and\r\nnext line"
 CLEAN_TEXT = "hithere [31mred \ufffd and\nnext line"
@@ -168,7 +166,7 @@ HOSTILE = {
 TIMER = """
 import json, sys, time
 from console import redaction
-from tests.test_console_hostile import HOSTILE
+from tests.console.test_hostile import HOSTILE
 times = {}
 for name, text in HOSTILE.items():
     started = time.monotonic()
@@ -436,6 +434,7 @@ def test_bad_stored_data_never_stops_the_summary(console, caplog):
     assert "secret" not in caplog.text and "3105550134" not in caplog.text  # never its text
 
 
+@pytest.mark.e2e  # starts the console server
 def test_the_console_starts_whatever_is_stored(url, tmp_path):
     engine = db.make_engine(url)
     add_conversation(engine, "conv-ok", [("hello", "greet", 0.9, "action_answer", "Hi")])

@@ -6,9 +6,6 @@ import pytest
 import sqlalchemy as sa
 
 from console import db
-from tests.console_support import (
-    url,  # noqa: F401 - fixture
-)
 
 
 def test_database_errors_carry_no_values(url):

@@ -1,6 +1,6 @@
 """The SMS channel's latency next to REST's, on the real servers and a local stand-in for Twilio's API.
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_channels.py [--rounds 10]
+    .venv/bin/python -m tests.bench_channels [--rounds 10]
 
 Starts the Rasa and action servers once (SQLite, every platform channel on, the API base URLs pointing
 to tests/platforms.py's stand-in), then sends the same questions one by one as a signed Twilio webhook
@@ -22,13 +22,10 @@ from typing import List, Optional
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from scripts import credentials  # noqa: E402
-from tests.platforms import StandIn, twilio_form, twilio_signature  # noqa: E402
-from tests.servers import Servers, Visitor  # noqa: E402
-from tests.test_channel_e2e import SECRETS, TWILIO_WEBHOOK_URL  # noqa: E402
+from devtools.servers import Servers, Visitor
+from scripts import credentials
+from tests.platforms import StandIn, twilio_form, twilio_signature
+from tests.test_channel_e2e import SECRETS, TWILIO_WEBHOOK_URL
 
 QUESTIONS = ["what is fibromyalgia", "what causes it", "is swimming good exercise for fibromyalgia", "1"]
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from console import auth, config, db
 from core.store import consultation_requests
 from tests.conftest import ROOT
-from tests.console_support import add_conversation, add_request
+from tests.console.support import add_conversation, add_request
 
 
 def run(module, *args, url, stdin=None):
@@ -91,9 +91,9 @@ def test_the_retention_command(url):
 def test_fixtures_refuse_a_database_with_real_conversations(url):
     engine = db.make_engine(url)
     add_conversation(engine, "a-real-visitor", [("hi", "greet", 0.9, "action_answer", "Hello")])
-    refused = run("tests.fake_conversations", "--conversations", "5", url=url)
+    refused = run("devtools.fake_conversations", "--conversations", "5", url=url)
     assert refused.returncode == 1 and "real conversations" in refused.stderr
-    forced = run("tests.fake_conversations", "--conversations", "5", "--force", url=url)
+    forced = run("devtools.fake_conversations", "--conversations", "5", "--force", url=url)
     assert forced.returncode == 0, forced.stderr
     with engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count(sa.distinct(db.events.c.sender_id)))).scalar() == 6

@@ -11,21 +11,19 @@ import sqlalchemy as sa
 
 from console import db
 from core.store import consultation_requests
-from tests import fake_conversations
-from tests.console_support import (
+from devtools import fake_conversations
+from tests.console.support import (
     DAY,
     EMAIL,
     INJECTION,
     NOW,
     add_conversation,
     audit_rows,
-    console,  # noqa: F401 - fixture
     ids,
     make_app,
     page,
     signed_in_client,
     transcript_path,
-    url,  # noqa: F401 - fixture
 )
 
 

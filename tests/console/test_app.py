@@ -7,10 +7,9 @@ from flask import url_for
 
 from console.links import conversation_key
 from core.store import consultation_requests
-from tests.console_support import (
+from tests.console.support import (
     console,  # noqa: F401 - fixture
     signed_in_client,
-    url,  # noqa: F401 - fixture (console's)
 )
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from console import db
-from tests.console_support import (
+from tests.console.support import (
     EMAIL,
     audit_rows,
-    console,  # noqa: F401 - fixture
     page,
     signed_in_client,
-    url,  # noqa: F401 - fixture (console's)
 )
 
 

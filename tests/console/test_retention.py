@@ -11,14 +11,12 @@ import sqlalchemy as sa
 
 from console import db, queries, retention, summary
 from core.store import consultation_requests
-from tests.console_support import (
+from tests.console.support import (
     DAY,
     NOW,
     add_conversation,
     add_request,
     audit_rows,
-    console,  # noqa: F401 - fixture
-    url,  # noqa: F401 - fixture (console's)
 )
 
 

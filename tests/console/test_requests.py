@@ -10,16 +10,14 @@ import sqlalchemy as sa
 from console import db
 from console.links import conversation_key
 from core.store import consultation_requests, consultation_status_history
-from tests.console_support import (
+from tests.console.support import (
     EMAIL,
     add_request,
     audit_rows,
-    console,  # noqa: F401 - fixture
     csrf_of,
     make_app,
     page,
     signed_in_client,
-    url,  # noqa: F401 - fixture
 )
 
 

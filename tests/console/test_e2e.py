@@ -5,9 +5,12 @@ contacted."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import List
 
 import pytest
 import requests
@@ -16,9 +19,9 @@ import sqlalchemy as sa
 from console import db
 from console.links import conversation_key
 from core.store import consultation_requests, consultation_status_history
+from devtools.servers import Visitor, free_port
 from tests.conftest import ROOT
-from tests.console_support import PASSWORD, make_app, signed_in_client
-from tests.servers import Servers, Visitor, free_port
+from tests.console.support import PASSWORD, make_app, signed_in_client
 
 pytestmark = pytest.mark.e2e
 
@@ -28,27 +31,46 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="module")
-def chats(tmp_path_factory):
-    """Two conversations with the real assistant: one with a fallback, HTML and a consultation request,
-    one with an emergency."""
-    servers = Servers(tmp_path_factory.mktemp("console-e2e")).start()
-    try:
-        booking = Visitor(servers)
-        booking.say("hello")
-        booking.say(f"does water therapy help? {SCRIPT}")
-        booking.say("qwzx vbnm plok")
-        assert "name" in booking.says("I'd like to book a consultation")
-        booking.say("Maria Lopez")
-        booking.say("(310) 555-0134")
-        booking.say("weekday mornings")
-        booking.say("maria@example.com")
-        booking.say("back pain")
-        assert "will call you back" in booking.says("yes")
-        emergency = Visitor(servers)
-        assert "911" in emergency.says("my legs went numb and I can't feel my groin")
-        yield {"url": f"sqlite:///{servers.db}", "booking": booking.sender, "emergency": emergency.sender}
-    finally:
-        servers.stop()
+def chats(shared_servers, tmp_path_factory):
+    """Two conversations with the real assistant (the shared servers): one with a fallback, HTML and a
+    consultation request, one with an emergency; then a database holding exactly what the assistant
+    stored for these two, row for row (the console reads it alone, as if no one else had talked)."""
+    booking = Visitor(shared_servers)
+    booking.say("hello")
+    booking.say(f"does water therapy help? {SCRIPT}")
+    booking.say("qwzx vbnm plok")
+    assert "name" in booking.says("I'd like to book a consultation")
+    booking.say("Maria Lopez")
+    booking.say("(310) 555-0134")
+    booking.say("weekday mornings")
+    booking.say("maria@example.com")
+    booking.say("back pain")
+    assert "will call you back" in booking.says("yes")
+    emergency = Visitor(shared_servers)
+    assert "911" in emergency.says("my legs went numb and I can't feel my groin")
+    path = tmp_path_factory.mktemp("console-e2e") / "conversations.db"
+    copy_conversations(shared_servers.db, path, [booking.sender, emergency.sender])
+    return {"url": f"sqlite:///{path}", "booking": booking.sender, "emergency": emergency.sender}
+
+
+def copy_conversations(source: Path, target: Path, senders: List[str]) -> None:
+    """The assistant's tables in ``target``, with the rows of ``source`` that belong to ``senders``."""
+    marks = ",".join("?" * len(senders))
+    with sqlite3.connect(source) as db:
+        db.execute("attach database ? as copy", (str(target),))
+        tables = [name for name, in db.execute("select name from main.sqlite_master where type = 'table'")]
+        assert {"events", "consultation_requests", "consultation_status_history"} <= set(tables), tables
+        for sql, in db.execute("select sql from main.sqlite_master where sql is not null and type in ('table', 'index')"
+                               " order by type desc").fetchall():
+            db.execute(sql.replace("CREATE TABLE ", "CREATE TABLE copy.", 1).replace("CREATE INDEX ", "CREATE INDEX copy.", 1)
+                       .replace("CREATE UNIQUE INDEX ", "CREATE UNIQUE INDEX copy.", 1))
+        db.execute(f"insert into copy.events select * from main.events where sender_id in ({marks})", senders)
+        db.execute("insert into copy.consultation_requests select * from main.consultation_requests"
+                   f" where conversation_id in ({marks})", senders)
+        db.execute("insert into copy.consultation_status_history select * from main.consultation_status_history"
+                   " where request_id in (select id from copy.consultation_requests)")
+        db.commit()
+        db.execute("detach database copy")
 
 
 def test_real_conversations_are_listed_flagged_and_readable(chats, monkeypatch):

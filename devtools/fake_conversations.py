@@ -1,6 +1,6 @@
 """Generates realistic conversations for measuring and testing the console.
 
-    python -m tests.fake_conversations --conversations 10000 [--days 90] [--seed 1] [--force]
+    python -m devtools.fake_conversations --conversations 10000 [--days 90] [--seed 1] [--force]
 
 Writes into the assistant's database (CLINIC_DB_URL, or the endpoints file's tracker store) the events Rasa
 would have stored: session start, visitor messages with intent and confidence, actions and bot messages, plus
@@ -169,7 +169,7 @@ def generate(engine: Engine, count: int, days: int = 90, seed: int = 1, now: Opt
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fake_conversations", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.fake_conversations", description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=10000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=1)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from console import queries
-from tests.console_support import (
+from tests.console.support import (
     INJECTION,
     audit_rows,
-    console,  # noqa: F401 - fixture
     page,
     signed_in_client,
-    url,  # noqa: F401 - fixture (console's)
 )
 
 

@@ -1,18 +1,24 @@
-"""Starts the real action server and Rasa server for end-to-end tests, on free local ports, with a
-fresh SQLite database for conversations and consultation requests (or a given PostgreSQL database)."""
+"""Starts the real action server and Rasa server, on free local ports, with a fresh SQLite database for
+conversations and consultation requests (or a given PostgreSQL database): the harness of the end-to-end
+tests and of the scripts that need real servers (scripts/soak_memory.py). Also a local stand-in for an
+integrator's callback endpoint (:class:`Receiver`)."""
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import requests
 from sqlalchemy.engine import make_url
@@ -67,6 +73,10 @@ class Servers:
             self.env["ACTION_SERVER_TOKEN"] = secrets.token_hex(32)
         self.token = self.env["ACTION_SERVER_TOKEN"]
         self.processes: Dict[str, subprocess.Popen] = {}
+        # What the session-wide pair of the tests is configured with (tests/conftest.py): the callback
+        # channel's receiver and the web page's port (an allowed socket.io origin); None otherwise.
+        self.receiver: Optional[Receiver] = None
+        self.web_port: Optional[int] = None
 
     @property
     def url(self) -> str:
@@ -77,23 +87,36 @@ class Servers:
             raise RuntimeError(f"{MODEL} is missing: run `make model` first")
         self._start_actions()
         self._start_rasa()
-        self._wait(f"http://127.0.0.1:{self.action_port}/health", "actions")
-        self._wait(self.url + "/", "rasa")
+        self._wait(self.health["actions"], "actions")
+        self._wait(self.health["rasa"], "rasa")
         return self
 
+    @property
+    def health(self) -> Dict[str, str]:
+        """The URL each server answers on once it is ready."""
+        return {"actions": f"http://127.0.0.1:{self.action_port}/health", "rasa": self.url + "/"}
+
+    def action_command(self) -> List[str]:
+        return [sys.executable, "-m", "actions", "--port", str(self.action_port)]
+
+    def rasa_command(self, patched: bool = True) -> List[str]:
+        """``python -m rasa_ext run`` as ``make run`` starts it (``patched=False``: Rasa as released)."""
+        return [sys.executable, "-m", "rasa_ext" if patched else "rasa", "run", "--model", str(MODEL),
+                "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
+                "--interface", "127.0.0.1", "--port", str(self.rasa_port)]
+
     def _start_actions(self) -> None:
-        self._start("actions", [sys.executable, "-m", "actions", "--port", str(self.action_port)])
+        self._start("actions", self.action_command())
 
     def _start_rasa(self) -> None:
-        self._start("rasa", [sys.executable, "-m", "rasa_ext", "run", "--model", str(MODEL),
-                             "--endpoints", str(self.endpoints), "--credentials", str(self.credentials),
-                             "--interface", "127.0.0.1", "--port", str(self.rasa_port)])
+        self._start("rasa", self.rasa_command())
 
     def _start(self, name: str, command: List[str]) -> None:
         log = open(self.folder / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
-    def _wait(self, url: str, name: str, timeout: float = 240) -> None:
+    def _wait(self, url: str, name: str, timeout: float = 600) -> None:
+        # generous: a start took over 4 minutes on the shared 2-core machine at a load average of 20
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.processes[name].poll() is not None:
@@ -154,3 +177,56 @@ class Visitor:
     def says(self, text: str) -> str:
         """Everything the assistant answered to ``text``, as one string."""
         return "\n".join(message.get("text") or "" for message in self.say(text))
+
+
+class Receiver:
+    """A local HTTP server standing in for an integrator's callback endpoint (Rasa's callback channel
+    posts the assistant's replies to it). Several tests may share one: each reads its own visitor's
+    replies (``recipient``), and the others' stay queued for them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._received: List[Dict[str, Any]] = []
+        received, arrived = self._received, self._arrived
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with arrived:
+                    received.append({"path": self.path, "json": json.loads(body)})
+                    arrived.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bot"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def messages(self, until: Callable[[List[Dict[str, Any]]], bool], timeout: float = 60,
+                 recipient: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The posts received (only those to ``recipient`` if given), in order, taken off the receiver one
+        by one until ``until`` holds for those taken; raises ``queue.Empty`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        got: List[Dict[str, Any]] = []
+        with self._arrived:
+            while not until(got):
+                post = next((post for post in self._received
+                             if recipient is None or post["json"].get("recipient_id") == recipient), None)
+                if post is not None:
+                    self._received.remove(post)
+                    got.append(post)
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise queue.Empty(f"the receiver got {len(got)} posts, not what was awaited")
+                self._arrived.wait(left)
+        return got
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

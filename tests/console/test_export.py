@@ -7,15 +7,13 @@ import csv
 import io
 import json
 
-from tests.console_support import (
+from tests.console.support import (
     EMAIL,
     HTML,
     add_conversation,
     audit_rows,
-    console,  # noqa: F401 - fixture
     page,
     signed_in_client,
-    url,  # noqa: F401 - fixture (console's)
 )
 
 
