@@ -8,7 +8,6 @@ from flask import url_for
 from console.links import conversation_key
 from core.store import consultation_requests
 from tests.console.support import (
-    console,  # noqa: F401 - fixture
     signed_in_client,
 )
 
