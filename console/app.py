@@ -15,7 +15,7 @@ from console import account, audit, auth, config, consultations, conversations, 
 from console.links import conversation_key, query_with
 from core.parsing import display_phone
 from core.settings import database_url
-from core.store import RequestStore
+from core.store import RequestStore, make_engine
 
 PUBLIC_ENDPOINTS = {"account.login", "static"}
 
@@ -38,7 +38,7 @@ def create_app(db_url: URL | str | None = None, overrides: Optional[Dict[str, An
         app.config.update(overrides)
         app.config["CONSOLE"] = {**settings, **overrides.get("CONSOLE", {})}
     # One engine for the whole console, the consultation requests included (db.current_engine/current_requests).
-    engine = db.make_engine(db_url or database_url())
+    engine = make_engine(db_url or database_url())
     db.create_schema(engine)
     app.extensions["console_engine"] = engine
     app.extensions["console_requests"] = RequestStore(engine)

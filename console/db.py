@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.store import RequestStore, make_engine  # noqa: F401 - make_engine: the console's engines too
+from core.store import RequestStore
 
 metadata = sa.MetaData()
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from console import db, summary
 from core.settings import ConfigError, database_url
-from core.store import consultation_requests, consultation_status_history
+from core.store import consultation_requests, consultation_status_history, make_engine
 
 BATCH = 500
 
@@ -94,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.days < 1:
         parser.error("--days must be 1 or more")
     try:
-        counts = apply(db.make_engine(database_url()), args.days, args.dry_run)
+        counts = apply(make_engine(database_url()), args.days, args.dry_run)
     except (ConfigError, SQLAlchemyError) as error:
         print(f"Cannot use the database: {db.describe_error(error)}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from console import auth, db
 from core.settings import ConfigError, database_url
+from core.store import make_engine
 
 
 def read_password(from_stdin: bool) -> str:
@@ -42,7 +43,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands.add_parser("list")
     args = parser.parse_args(argv)
     try:
-        engine = db.make_engine(database_url())
+        engine = make_engine(database_url())
         db.create_schema(engine)
         if args.command == "create":
             auth.normalise_email(args.email)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from console import db
 from core.settings import database_url
-from core.store import consultation_requests
+from core.store import consultation_requests, make_engine
 
 TOPIC_TEXTS = {
     "ask_what_is_fibromyalgia": ["what is fibromyalgia?", "what exactly is fibro", "can you explain fibromyalgia"],
@@ -175,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--force", action="store_true", help="write even where real conversations are")
     args = parser.parse_args(argv)
-    engine = db.make_engine(database_url())
+    engine = make_engine(database_url())
     if db.has_events(engine) and not args.force:
         with engine.connect() as connection:
             real = connection.execute(sa.select(db.events.c.id).where(

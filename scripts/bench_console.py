@@ -28,6 +28,7 @@ import sqlalchemy as sa  # noqa: E402
 from console import auth, db, summary  # noqa: E402
 from console.app import create_app  # noqa: E402
 from console.links import conversation_key  # noqa: E402
+from core.store import make_engine
 from devtools import fake_conversations  # noqa: E402
 
 PAGE_TARGET_MS = 300  # "under the time a person notices"
@@ -47,7 +48,7 @@ def timed(call: Callable[[], object], runs: int) -> Tuple[float, float]:
 
 
 def bench(url: str, count: int, runs: int) -> List[Tuple[str, float, float, float]]:
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     started = time.perf_counter()
     senders = fake_conversations.generate(engine, count, days=90, seed=1)
     with engine.connect() as connection:

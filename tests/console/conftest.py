@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from console import db
+from core.store import make_engine
 from tests.console.support import DAY, HTML, INJECTION, NOW, add_conversation, add_request, make_app
 
 
@@ -19,7 +19,7 @@ def url(request, tmp_path):
 @pytest.fixture()
 def console(url, monkeypatch):
     monkeypatch.setenv("CONSOLE_SECRET_KEY", "k" * 48)
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     # Three conversations, as Rasa stores them: before the console ever ran.
     add_conversation(engine, "conv-fallback", [
         ("what is fibromyalgia", "ask_what_is_fibromyalgia", 0.98, "action_answer", "Fibromyalgia is ..."),

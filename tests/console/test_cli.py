@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from console import auth, config, db
-from core.store import consultation_requests
+from core.store import consultation_requests, make_engine
 from tests.conftest import ROOT
 from tests.console.support import add_conversation, add_request
 
@@ -30,7 +30,7 @@ def url(tmp_path):
 
 
 def test_accounts_are_created_by_the_command_only_with_a_long_password(url):
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     db.create_schema(engine)
     assert auth.list_users(engine) == []  # no default account
     created = run("console.users", "create", "Staff@Clinic.example", "--password-stdin", url=url,
@@ -51,7 +51,7 @@ def test_accounts_are_created_by_the_command_only_with_a_long_password(url):
 
 
 def test_disable_and_password_change_end_sessions_and_enable_unlocks(url):
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     db.create_schema(engine)
     auth.create_user(engine, "a@clinic.example", "first passphrase!")
     user = auth.authenticate(engine, "a@clinic.example", "first passphrase!", 5, 60)["user"]
@@ -69,7 +69,7 @@ def test_disable_and_password_change_end_sessions_and_enable_unlocks(url):
 
 
 def test_the_retention_command(url):
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     now = time.time()
     add_conversation(engine, "old", [("what causes it", "ask_causes", 0.9, "action_answer", "...")], at=now - 10 * 86400)
     add_conversation(engine, "new", [("what causes it", "ask_causes", 0.9, "action_answer", "...")], at=now - 3600)
@@ -89,7 +89,7 @@ def test_the_retention_command(url):
 
 
 def test_fixtures_refuse_a_database_with_real_conversations(url):
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     add_conversation(engine, "a-real-visitor", [("hi", "greet", 0.9, "action_answer", "Hello")])
     refused = run("devtools.fake_conversations", "--conversations", "5", url=url)
     assert refused.returncode == 1 and "real conversations" in refused.stderr
@@ -120,7 +120,7 @@ def test_the_default_key_file_is_git_ignored():
 
 
 def test_database_errors_in_commands_show_the_error_not_the_values(url):
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     now = time.time()
     add_conversation(engine, "old-visitor-maria-lopez", [("call 3105550134", "inform", 0.9, "action_answer", "...")],
                      at=now - 10 * 86400)

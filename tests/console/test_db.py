@@ -6,10 +6,11 @@ import pytest
 import sqlalchemy as sa
 
 from console import db
+from core.store import make_engine
 
 
 def test_database_errors_carry_no_values(url):
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     secret = "call me at 3105550134, Maria Lopez"
     with pytest.raises(sa.exc.DBAPIError) as caught:
         with engine.connect() as connection:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from console import db
 from console.links import conversation_key
-from core.store import consultation_requests, consultation_status_history
+from core.store import consultation_requests, consultation_status_history, make_engine
 from devtools.servers import Visitor, free_port
 from tests.conftest import ROOT
 from tests.console.support import PASSWORD, make_app, signed_in_client
@@ -176,7 +176,7 @@ def test_a_staff_member_signs_in_filters_reads_exports_and_follows_up_in_chromiu
             assert remote == []  # nothing loaded from elsewhere
         finally:
             browser.close()
-    engine = db.make_engine(chats["url"])
+    engine = make_engine(chats["url"])
     with engine.connect() as connection:
         request = connection.execute(sa.select(consultation_requests).where(
             consultation_requests.c.conversation_id == chats["booking"])).first()

@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 from console import auth, db, queries, redaction, summary
 from console.links import conversation_id
-from core.store import consultation_requests
+from core.store import consultation_requests, make_engine
 from devtools.servers import ROOT, free_port
 from tests.console.support import (
     EMAIL,
@@ -372,7 +372,7 @@ def test_parallel_attempts_from_one_address_pass_the_throttle_at_most_max_times(
     (before the fix, 5 rounds of 20 let 4 or 5 through). SQLite's write lock serialises the attempts (the race
     is PostgreSQL's, and 30 writers waiting on that lock took 37 s for 20 rounds): 5 rounds there."""
     postgres = url.startswith("postgresql")
-    engine = sa.create_engine(url, pool_size=30, max_overflow=0) if postgres else db.make_engine(url)
+    engine = sa.create_engine(url, pool_size=30, max_overflow=0) if postgres else make_engine(url)
     db.metadata.create_all(engine)
     rounds = 20 if postgres else 5
     passed = []
@@ -436,7 +436,7 @@ def test_bad_stored_data_never_stops_the_summary(console, caplog):
 
 @pytest.mark.e2e  # starts the console server
 def test_the_console_starts_whatever_is_stored(url, tmp_path):
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     add_conversation(engine, "conv-ok", [("hello", "greet", 0.9, "action_answer", "Hi")])
     add_bad_rows(engine)
     engine.dispose()
@@ -466,7 +466,7 @@ def test_the_console_starts_whatever_is_stored(url, tmp_path):
         process.terminate()
         process.wait(10)
     assert "secret" not in log.read_text()
-    engine = db.make_engine(url)
+    engine = make_engine(url)
     assert queries.conversation(engine, "conv-bad") is not None and queries.conversation(engine, "conv-ok")
     engine.dispose()
 

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from console import db, queries, retention, summary
-from core.store import consultation_requests
+from core.store import consultation_requests, make_engine
 from tests.console.support import (
     DAY,
     NOW,
@@ -58,7 +58,7 @@ def test_retention_keeps_a_conversation_whose_visitor_came_back_during_the_run(c
     with engine.connect() as connection:
         before = connection.execute(sa.select(sa.func.count()).select_from(db.events)
                                     .where(db.events.c.sender_id == "conv-back")).scalar()
-    other = db.make_engine(engine.url)
+    other = make_engine(engine.url)
     returned = []
 
     def visitor_returns(conn, cursor, statement, parameters, context, executemany):
