@@ -92,6 +92,11 @@ async def say(session: aiohttp.ClientSession, url: str, sender: str, text: str, 
     return answer
 
 
+def _letters(hex_digits: str) -> str:
+    """A visitor's mark in letters: the form refuses a reason with a run of digits (it may be a number)."""
+    return "".join(chr(ord("a") + int(digit, 16)) for digit in hex_digits)
+
+
 async def visitor(session: aiohttp.ClientSession, url: str, deadline: float, figures: Figures,
                   rng: random.Random, questions: int) -> None:
     while time.monotonic() < deadline:
@@ -100,7 +105,7 @@ async def visitor(session: aiohttp.ClientSession, url: str, deadline: float, fig
             await say(session, url, sender, text, figures)
         booking = Booking(sender=sender, name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
                           phone_digits=f"310555{rng.randrange(10000):04d}", callback_time=rng.choice(TIMES),
-                          reason=f"back pain, visit {sender[:6]}")
+                          reason=f"back pain, visit {_letters(sender[:6])}")
         for text, expected in booking_steps(booking):
             answer = await say(session, url, sender, text, figures)
             if answer is None:

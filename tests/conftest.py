@@ -39,11 +39,12 @@ def starts_a_server(args: Any) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects and pytest-xdist turns the groups into node ids
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``-n``, ``--dist loadgroup``): every test on the shared servers runs on one worker,
-    so that they start once per run; the other tests of a module run together on one worker, so that its
-    module-scoped servers start once (no module-scoped fixture serves both kinds). The longest groups are
-    handed out first (ESTIMATES, seconds). And, with or without workers: a test on the shared servers is an
-    ``e2e`` test, marked or not."""
+    """Under pytest-xdist (``-n``, ``--dist loadgroup``): the tests of a module run together on one worker, so
+    that its module-scoped servers start once, and a module that stops or restarts the shared servers has
+    them to itself while it does. Each worker starts its own shared servers (a session fixture lives in its
+    worker) for the modules it is given: one more start of about 40 s, against the shared modules' several
+    minutes on one worker. The longest groups are handed out first (ESTIMATES, seconds). And, with or
+    without workers: a test on the shared servers is an ``e2e`` test, marked or not."""
     for item in items:
         if "shared_servers" in item.fixturenames and not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.e2e)
@@ -51,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
         return
 
     def group(item) -> str:
-        return "shared-servers" if "shared_servers" in item.fixturenames else item.module.__name__
+        return item.module.__name__
 
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group(item)))
@@ -61,10 +62,13 @@ def pytest_collection_modifyitems(config, items):
 # Rough seconds per group on the 2-core machine (docs/testing.md): only the order matters. The rest come after,
 # in file order.
 ESTIMATES: Dict[str, float] = {
-    "shared-servers": 900, "tests.test_bench": 300, "tests.test_supervisor": 300, "tests.test_cluster": 240,
-    "tests.test_serve_workers": 150, "tests.test_db_faults": 150, "tests.test_lock_store": 120,
+    "tests.test_bench": 300, "tests.test_supervisor": 300, "tests.test_cluster": 240, "tests.test_lock_store": 160,
+    "tests.test_serve_workers": 150, "tests.test_db_faults": 150, "tests.test_fair_share_cross_site": 130,
+    "tests.test_channel_e2e": 120, "tests.test_fair_share": 110, "tests.test_fair_share_cost": 110,
     "tests.test_memory": 100, "tests.test_action_payload": 100, "tests.test_patches": 100, "tests.test_door": 90,
-    "tests.test_tracker_store": 60, "tests.console.test_hostile": 60,
+    "tests.test_e2e": 90, "tests.test_web": 80, "tests.test_never_silent": 70, "tests.test_fuzz": 60,
+    "tests.test_tracker_store": 60, "tests.console.test_hostile": 60, "tests.console.test_e2e": 40,
+    "tests.test_action_server": 40,
 }
 
 
@@ -124,7 +128,8 @@ def shared_servers(tmp_path_factory):
     local receiver (``shared_servers.receiver``, :class:`devtools.servers.Receiver`), and socket.io open to
     PAGE_ORIGIN and to the demo page on ``shared_servers.web_port`` (test_web.py serves it there).
 
-    Started once for every module that needs nothing else (a start takes 30-45 s on the 2-core machine):
+    Started once per pytest-xdist worker for every module that needs nothing else (a start takes 30-45 s on the
+    2-core machine):
     test_action_server, test_channels, test_door, test_e2e, test_fuzz, test_never_silent, test_patches and
     test_web. Each test talks as visitors of its own and reads back only its own visitors' conversations
     and callbacks; a test that stops, pauses or kills a server brings it back before it ends."""
